@@ -1,0 +1,134 @@
+"""The `smoltrain` command: subcommands for headless runs, preset checks and the demo.
+
+    smoltrain run PRESET.toml [--set section.key=value ...] [--name NAME]
+    smoltrain validate PRESET.toml ...
+    smoltrain presets
+    smoltrain demo
+
+Exit codes: 0 done (or stopped on request), 2 a user error (one line naming what and where,
+plus a hint; the traceback only with --debug), 1 a bug. Keep this module's imports light:
+`smoltrain --help` must answer in well under a second, so torch and textual are never imported
+on that path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from smoltrain.errors import BUG_EXIT_CODE, USER_ERROR_EXIT_CODE, SmoltrainError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smoltrain",
+        description="Post-train an LLM on your one GPU: QLoRA SFT from TOML presets, headless or (soon) in a terminal app.",
+        epilog="Start with `smoltrain demo` (offline, CPU, about a minute), then `smoltrain presets`.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors too")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train from a preset, headless", description="Train from a TOML preset, headless.")
+    run.add_argument("preset", help="a preset file, or the name of a shipped one (see `smoltrain presets`)")
+    _add_override_args(run)
+    run.add_argument("--name", help="run name: results go to <output_dir>/<name> (default: preset name + time)")
+
+    validate = sub.add_parser("validate", help="check presets without training", description="Check presets without training.")
+    validate.add_argument("presets", nargs="+", help="preset files or shipped preset names")
+    _add_override_args(validate)
+
+    sub.add_parser("presets", help="list the shipped presets", description="List the shipped presets.")
+
+    demo = sub.add_parser("demo", help="train the bundled tiny model end to end, offline",
+                          description="SFT of the bundled tiny model on its toy-world data: offline, on CPU.")  # fmt: skip
+    _add_override_args(demo)
+    demo.add_argument("--name", help="run name (default: demo + time)")
+    return parser
+
+
+def _add_override_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a preset value, e.g. --set train.max_steps=50 (repeatable)")  # fmt: skip
+
+
+def cmd_run(preset: str, overrides: list[str], name: str | None) -> int:
+    from smoltrain import headless, runner
+    from smoltrain.config.load import load_config
+    from smoltrain.config.presets import find_preset
+
+    path = find_preset(preset)
+    cfg = load_config(path, overrides)
+    run_dir = runner.create_run_dir(cfg, name or cfg.name or runner.default_run_name(path))
+    print(f"run folder: {run_dir}")
+    return headless.run_headless(run_dir)
+
+
+def cmd_validate(presets: list[str], overrides: list[str]) -> int:
+    from smoltrain.config.load import load_config
+    from smoltrain.config.presets import find_preset
+
+    worst = 0
+    for preset in presets:
+        path = find_preset(preset)
+        try:
+            cfg = load_config(path, overrides)
+        except SmoltrainError as exc:
+            print(exc.render(), file=sys.stderr)
+            worst = USER_ERROR_EXIT_CODE
+            continue
+        steps = f"{cfg.train.max_steps} steps" if cfg.train.max_steps else f"{cfg.train.epochs:g} epoch(s)"
+        print(f"ok: {path}: {cfg.train.technique} on {cfg.model.name_or_path}, data {cfg.data.path}, {steps}")
+    return worst
+
+
+def cmd_presets() -> int:
+    from smoltrain.config.presets import list_presets
+
+    presets = list_presets()
+    width = max((len(p.name) for p in presets), default=0)
+    for p in presets:
+        print(f"{p.name:<{width}}  {p.description}")
+    print("\nrun one with: smoltrain run <name>   (or copy presets/<name>.toml and edit it)")
+    return 0
+
+
+def cmd_demo(overrides: list[str], name: str | None) -> int:
+    from smoltrain.config.presets import DEMO_PRESET
+
+    return cmd_run(str(DEMO_PRESET), overrides, name or None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args.preset, args.overrides, args.name)
+        if args.command == "validate":
+            return cmd_validate(args.presets, args.overrides)
+        if args.command == "presets":
+            return cmd_presets()
+        if args.command == "demo":
+            return cmd_demo(args.overrides, args.name)
+        parser.print_help()
+        return 0
+    except SmoltrainError as exc:
+        if args.debug:
+            raise
+        print(exc.render(), file=sys.stderr)
+        return USER_ERROR_EXIT_CODE
+    except KeyboardInterrupt:
+        return 0
+    except Exception:
+        if args.debug:
+            raise
+        import traceback
+
+        traceback.print_exc()
+        print("error: this is a bug in smoltrain; please report it with the traceback above", file=sys.stderr)
+        return BUG_EXIT_CODE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Read a TOML preset, apply `--set section.key=value` overrides, validate, and write it back.
+
+Every failure becomes a ConfigError naming the file (or the --set) and the dotted key, with a
+hint; pydantic's messages are translated, never shown raw. Relative local paths are resolved
+against the preset's folder first, then the working directory, and stored absolute in the
+run's config.toml so that file re-runs from anywhere.
+
+Imports pydantic and the stdlib only (no torch).
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from pydantic import BaseModel, ValidationError
+
+from smoltrain.config.schema import RunConfig
+from smoltrain.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+# Keys whose values may name a local file or folder.
+LOCAL_PATH_KEYS = (("model", "name_or_path"), ("data", "path"))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`train.learning_rate=1e-4` -> (["train", "learning_rate"], 0.0001).
+
+    The value is read as a TOML value (numbers, booleans, arrays, quoted strings); anything that
+    is not valid TOML is taken as a bare string, so `--set model.name_or_path=Qwen/Qwen3-0.6B` works.
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(
+            f"--set {text!r}: expected section.key=value", hint="for example --set train.learning_rate=1e-4"
+        )
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, set[str]]:
+    """Apply overrides in place; returns {dotted key: origin} so errors can name the --set."""
+    origins: dict[str, set[str]] = {}
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {text!r}: {part} is a value, not a section", hint="check the key's spelling")
+            node = child
+        node[path[-1]] = value
+        origins.setdefault(".".join(path), set()).add(f"--set {text}")
+    return origins
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: preset file not found", hint="`smoltrain presets` lists the built-in presets")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file", hint="save the preset as UTF-8 TOML") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: TOML syntax error: {exc}", hint="check quotes, brackets and = signs on that line") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load and validate a preset file (plus overrides) into a RunConfig."""
+    path = Path(path)
+    raw = read_toml(path)
+    origins = apply_overrides(raw, overrides or [])
+    _resolve_local_paths(raw, base=path.resolve().parent)
+    return validate_config(raw, source=str(path), origins=origins)
+
+
+def validate_config(raw: dict[str, Any], source: str, origins: dict[str, set[str]] | None = None) -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise _config_error(exc, source, origins or {}) from None
+
+
+def dump_config(cfg: RunConfig) -> str:
+    """The resolved config as TOML (unset optional values left out), loadable by load_config."""
+    return tomli_w.dumps(cfg.model_dump(mode="json", exclude_none=True))
+
+
+def _resolve_local_paths(raw: dict[str, Any], base: Path) -> None:
+    for section, key in LOCAL_PATH_KEYS:
+        value = raw.get(section, {}).get(key) if isinstance(raw.get(section), dict) else None
+        if not isinstance(value, str) or not value:
+            continue
+        candidate = Path(value).expanduser()
+        if candidate.is_absolute():
+            continue
+        for root in (base, Path.cwd()):
+            if (root / candidate).exists():
+                raw[section][key] = str((root / candidate).resolve())
+                break
+
+
+def _config_error(exc: ValidationError, source: str, origins: dict[str, set[str]]) -> ConfigError:
+    """Translate pydantic's first error into one line that names the file and the key."""
+    err = exc.errors()[0]
+    loc = [str(part) for part in err["loc"]]
+    key = ".".join(loc) or "(top level)"
+    where = ", ".join(sorted(origins[key])) if key in origins else source
+    kind = err["type"]
+    more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+    if kind == "extra_forbidden":
+        parent_fields = _fields_at(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], parent_fields, n=1)
+        section = ".".join(loc[:-1])
+        hint = f"did you mean {'.'.join(loc[:-1] + close)}?" if close else (
+            f"valid keys{' in [' + section + ']' if section else ''}: {', '.join(parent_fields)}"
+        )
+        return ConfigError(f"{where}: unknown key {key}{more}", hint=hint)
+    if kind == "missing":
+        return ConfigError(f"{where}: missing required key {key}{more}", hint=_field_help(loc) or "add it to the preset")
+    message = err["msg"].removeprefix("Value error, ")
+    got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) and loc else ""
+    return ConfigError(f"{where}: {key}: {message}{got}{more}", hint=_field_help(loc) or "see `smoltrain validate --help`")
+
+
+def _model_at(loc: list[str]) -> type[BaseModel] | None:
+    model: type[BaseModel] = RunConfig
+    for part in loc:
+        field = model.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _fields_at(loc: list[str]) -> list[str]:
+    model = _model_at(loc)
+    return list(model.model_fields) if model else []
+
+
+def _field_help(loc: list[str]) -> str:
+    model = _model_at(loc[:-1]) if loc else None
+    field = model.model_fields.get(loc[-1]) if model else None
+    return (field.description or "") if field else ""

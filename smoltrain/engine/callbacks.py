@@ -1,0 +1,108 @@
+"""The bridge from TRL's trainer to smoltrain's events, and from a stop request back to the trainer.
+
+`EventCallback` turns every `on_log` into a metrics or eval event (TRL's own metric names,
+plus tokens/s and memory), every save into a checkpoint event, and watches the training
+health (NaN loss, exploding gradients). `StopFlag` is set by the worker's signal handler; the
+callback then asks the trainer to save and stop at the end of the current step.
+
+Runs in the worker. Imports transformers' callback base, never textual.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from smoltrain.engine.events import Checkpoint, Emit, Eval, Metrics, Warning
+
+# Logged once at the end of training by Trainer: summaries, not step metrics.
+_SUMMARY_KEYS = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss"}
+
+
+@dataclass
+class StopFlag:
+    """Set from a signal handler; read by the callback at step boundaries."""
+
+    requested: bool = False
+
+
+def memory_figures() -> dict[str, float]:
+    """Peak memory in GiB: CUDA allocated/reserved on a GPU, the process's peak RSS otherwise."""
+    if torch.cuda.is_available():
+        return {
+            "memory_allocated_gb": torch.cuda.max_memory_allocated() / 2**30,
+            "memory_reserved_gb": torch.cuda.max_memory_reserved() / 2**30,
+        }
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    scale = 1 if sys.platform == "darwin" else 1024
+    return {"memory_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30}
+
+
+class EventCallback(TrainerCallback):
+    def __init__(self, emit: Emit, stop: StopFlag, stage: int = 0) -> None:
+        self.emit = emit
+        self.stop = stop
+        self.stage = stage
+        self._last_time: float | None = None
+        self._last_tokens = 0
+        self._warned: set[str] = set()
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        self._last_time = time.perf_counter()
+        self._last_tokens = state.num_input_tokens_seen
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        if self.stop.requested:
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_log(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict[str, Any] | None = None, **kw: Any
+    ) -> None:
+        logs = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float)) and k not in _SUMMARY_KEYS}
+        if not logs:
+            return
+        position = {"step": state.global_step, "max_steps": state.max_steps, "stage": self.stage}
+        if any(k.startswith("eval_") for k in logs):
+            self.emit(Eval(**position, **logs))
+            return
+        logs.update(self._throughput(state))
+        logs.update(memory_figures())
+        self.emit(Metrics(**position, **logs))
+        self._check_health(state, logs)
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        self.emit(Checkpoint(step=state.global_step, stage=self.stage, path=str(path)))
+
+    def _throughput(self, state: TrainerState) -> dict[str, float]:
+        now = time.perf_counter()
+        tokens = state.num_input_tokens_seen
+        out: dict[str, float] = {}
+        if self._last_time is not None and now > self._last_time and tokens > self._last_tokens:
+            out["tokens_per_second"] = (tokens - self._last_tokens) / (now - self._last_time)
+        self._last_time, self._last_tokens = now, tokens
+        return out
+
+    def _check_health(self, state: TrainerState, logs: dict[str, float]) -> None:
+        loss = logs.get("loss")
+        if loss is not None and not math.isfinite(loss):
+            self._warn_once("nan", f"loss is {loss} at step {state.global_step}",
+                            "lower train.learning_rate, or use bfloat16 instead of float16", state.global_step)  # fmt: skip
+        grad_norm = logs.get("grad_norm")
+        if grad_norm is not None and math.isfinite(grad_norm) and grad_norm > 100:
+            self._warn_once("grad", f"gradient norm {grad_norm:.0f} at step {state.global_step}: training may diverge",
+                            "lower train.learning_rate or raise train.warmup_ratio", state.global_step)  # fmt: skip
+
+    def _warn_once(self, key: str, message: str, hint: str, step: int) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.emit(Warning(message=message, hint=hint, step=step))

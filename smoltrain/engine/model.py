@@ -1,0 +1,240 @@
+"""Load the tokenizer and the trainable model exactly as the config asks, and say what is active.
+
+Decides the device and dtype, loads the base in 4-bit NF4 through bitsandbytes when asked (this
+also works on CPU, which the tests rely on), applies Liger's Triton kernels on CUDA for the
+architectures Liger supports, wraps the model with PEFT LoRA adapters, and prepares it for
+non-reentrant gradient checkpointing. When the backend asks for Unsloth and it is importable on
+CUDA, Unsloth's loader does all of that instead. Every choice is recorded, with its reason, in
+`LoadedModel.active`, which the run_started event reports.
+
+Runs in the worker process only. Never imports textual; imports unsloth lazily and only on CUDA.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from smoltrain.config.schema import RunConfig, TrainSection
+from smoltrain.errors import ModelError
+
+# Unsloth wants explicit module names; these are the linear layers of Llama-family decoders.
+DECODER_LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # a peft.PeftModel (or the bare model for full fine-tuning)
+    tokenizer: Any
+    device: str
+    dtype: torch.dtype
+    backend: str
+    active: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def trainable_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    @property
+    def total_params(self) -> int:
+        # A 4-bit Params4bit packs two weights per byte-sized element: count the weights, not the bytes.
+        return sum(p.numel() * (2 if p.__class__.__name__ == "Params4bit" else 1) for p in self.model.parameters())
+
+
+def resolve_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(setting: str, device: str) -> torch.dtype:
+    if setting != "auto":
+        return DTYPES[setting]
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32  # CPU matmuls in half precision are slow and some ops are missing
+
+
+def choose_backend(train: TrainSection, device: str) -> tuple[str, str]:
+    """(backend, reason). Checks importability without importing: Unsloth patches transformers on import."""
+    installed = importlib.util.find_spec("unsloth") is not None
+    if train.backend == "hf":
+        return "hf", "off: backend = hf"
+    if device != "cuda":
+        if train.backend == "unsloth":
+            raise ModelError("train.backend = 'unsloth' needs a CUDA GPU", hint="set train.backend = 'auto' or 'hf'")
+        return "hf", "off: no CUDA"
+    if not installed:
+        if train.backend == "unsloth":
+            raise ModelError(
+                "train.backend = 'unsloth' but Unsloth is not installed",
+                hint="pip install 'smoltrain[unsloth]' on the GPU machine, or set train.backend = 'auto'",
+            )
+        return "hf", "off: not installed"
+    return "unsloth", "on"
+
+
+def load_tokenizer(cfg: RunConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            cfg.model.name_or_path, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
+        )
+    except (OSError, ValueError) as exc:
+        raise _not_found(cfg.model.name_or_path, exc) from None
+    if tokenizer.pad_token is None:
+        # Padding is masked out of the loss, so reusing EOS is safe and the common practice.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(cfg: RunConfig, tokenizer: Any) -> LoadedModel:
+    device = resolve_device()
+    dtype = resolve_dtype(cfg.model.dtype, device)
+    backend, unsloth_reason = choose_backend(cfg.train, device)
+    if backend == "unsloth":
+        loaded = _load_with_unsloth(cfg, dtype)
+    else:
+        loaded = _load_with_transformers(cfg, tokenizer, device, dtype)
+    loaded.active["unsloth"] = unsloth_reason
+    return loaded
+
+
+def _load_with_transformers(cfg: RunConfig, tokenizer: Any, device: str, dtype: torch.dtype) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    active: dict[str, str] = {}
+    kwargs: dict[str, Any] = {
+        "revision": cfg.model.revision,
+        "trust_remote_code": cfg.model.trust_remote_code,
+        "dtype": dtype,
+        "use_safetensors": True,
+        "device_map": {"": 0} if device == "cuda" else {"": "cpu"},
+    }
+    if cfg.quantization.mode == "4bit":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=cfg.quantization.quant_type,
+            bnb_4bit_use_double_quant=cfg.quantization.double_quant,
+            bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_quant_storage=dtype,  # lets FSDP shard the 4-bit weights under accelerate launch
+        )
+        active["4bit"] = f"on ({cfg.quantization.quant_type}{', double quant' if cfg.quantization.double_quant else ''})"
+    else:
+        active["4bit"] = "off"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            model = AutoModelForCausalLM.from_pretrained(cfg.model.name_or_path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise _not_found(cfg.model.name_or_path, exc) from None
+
+    active["liger"] = _apply_liger(model, cfg.train.kernels, device)
+    model.config.use_cache = False  # the KV cache is useless in training and conflicts with checkpointing
+    if cfg.lora.enabled:
+        model = _wrap_lora(model, cfg)
+        active["lora"] = f"r={cfg.lora.rank}, alpha={cfg.lora.alpha} on {_targets(cfg)}"
+    else:
+        active["lora"] = "off: full fine-tuning"
+    if cfg.train.gradient_checkpointing:
+        # With frozen base weights the checkpointed blocks' inputs need grads, or backward stops there.
+        model.enable_input_require_grads()
+        active["checkpointing"] = "on (non-reentrant)"
+    else:
+        active["checkpointing"] = "off"
+    return LoadedModel(model=model, tokenizer=tokenizer, device=device, dtype=dtype, backend="hf", active=active)
+
+
+def _apply_liger(model: Any, kernels: str, device: str) -> str:
+    if kernels == "none":
+        return "off: kernels = none"
+    if device != "cuda":
+        if kernels == "liger":
+            raise ModelError("train.kernels = 'liger' needs a CUDA GPU (Liger's kernels are Triton)", hint="set train.kernels = 'auto'")
+        return "off: no CUDA"
+    if importlib.util.find_spec("liger_kernel") is None:
+        if kernels == "liger":
+            raise ModelError("train.kernels = 'liger' but liger-kernel is not installed", hint="pip install liger-kernel")
+        return "off: liger-kernel not installed"
+    from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN, _apply_liger_kernel_to_instance
+
+    model_type = model.config.model_type
+    if model_type not in MODEL_TYPE_TO_APPLY_LIGER_FN:
+        if kernels == "liger":
+            raise ModelError(f"Liger has no kernels for model type {model_type!r}", hint="set train.kernels = 'auto'")
+        return f"off: no Liger kernels for {model_type}"
+    # TRL's trainers compute the loss with their own chunked LM head, so Liger's fused
+    # cross-entropy (which replaces model.forward) would be dropped: patch the layers only.
+    _apply_liger_kernel_to_instance(model=model, rope=True, rms_norm=True, swiglu=True, geglu=True,
+                                    cross_entropy=False, fused_linear_cross_entropy=False)  # fmt: skip
+    return "on (RMSNorm, RoPE, SwiGLU)"
+
+
+def _targets(cfg: RunConfig) -> str:
+    t = cfg.lora.target_modules
+    return t if isinstance(t, str) else ", ".join(t)
+
+
+def _wrap_lora(model: Any, cfg: RunConfig) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=cfg.lora.rank,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as exc:
+        raise ModelError(f"lora.target_modules: {exc}", hint='use "all-linear" or names printed by the model') from None
+
+
+def _load_with_unsloth(cfg: RunConfig, dtype: torch.dtype) -> LoadedModel:  # pragma: no cover - CUDA only
+    from unsloth import FastLanguageModel
+
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=cfg.model.name_or_path,
+        max_seq_length=cfg.train.max_length,
+        dtype=dtype,
+        load_in_4bit=cfg.quantization.mode == "4bit",
+        revision=cfg.model.revision,
+        trust_remote_code=cfg.model.trust_remote_code,
+    )
+    targets = DECODER_LINEAR_MODULES if cfg.lora.target_modules == "all-linear" else cfg.lora.target_modules
+    model = FastLanguageModel.get_peft_model(
+        model,
+        r=cfg.lora.rank,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=targets,
+        use_gradient_checkpointing="unsloth" if cfg.train.gradient_checkpointing else False,
+        random_state=cfg.train.seed,
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    active = {
+        "4bit": "on (Unsloth's NF4)" if cfg.quantization.mode == "4bit" else "off",
+        "liger": "off: Unsloth brings its own kernels",
+        "lora": f"r={cfg.lora.rank}, alpha={cfg.lora.alpha} on {', '.join(targets)}",
+        "checkpointing": "on (Unsloth's offloaded)" if cfg.train.gradient_checkpointing else "off",
+    }
+    return LoadedModel(model=model, tokenizer=tokenizer, device="cuda", dtype=dtype, backend="unsloth", active=active)
+
+
+def _not_found(name: str, exc: Exception) -> ModelError:
+    looks_local = name.startswith((".", "/", "~")) or Path(name).suffix != "" or name.count("/") > 1
+    if looks_local and not Path(name).expanduser().exists():
+        return ModelError(f"model.name_or_path = {name!r}: no such folder", hint="check the path, or give a hub id such as Qwen/Qwen3-0.6B")
+    reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    return ModelError(
+        f"model.name_or_path = {name!r}: cannot load it ({reason})",
+        hint="check the hub id and your network; offline, download it once (`hf download ID`) and give its folder",
+    )

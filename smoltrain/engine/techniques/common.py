@@ -1,0 +1,63 @@
+"""What every technique's TRL config shares: the [train] section turned into TrainingArguments kwargs.
+
+Each technique module builds its own TRL config class from `training_kwargs(...)` plus its own
+options, so the train section means the same thing for SFT, reward modelling, DPO and GRPO.
+
+Runs in the worker. Never imports textual.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from smoltrain.config.schema import RunConfig
+from smoltrain.engine.model import LoadedModel
+
+
+def resolve_optimizer(setting: str, device: str) -> str:
+    if setting != "auto":
+        return setting
+    # Paged 8-bit AdamW halves optimizer memory and survives spikes by paging to CPU; bitsandbytes'
+    # 8-bit optimizers are CUDA-first, so the CPU path keeps plain AdamW.
+    return "paged_adamw_8bit" if device == "cuda" else "adamw_torch"
+
+
+def training_kwargs(cfg: RunConfig, loaded: LoadedModel, output_dir: Path, has_eval: bool) -> dict[str, Any]:
+    train = cfg.train
+    on_gpu = loaded.device == "cuda"
+    return {
+        "output_dir": str(output_dir),
+        "max_steps": train.max_steps or -1,
+        "num_train_epochs": train.epochs,
+        "learning_rate": train.learning_rate,
+        "lr_scheduler_type": train.lr_scheduler,
+        "warmup_steps": train.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        "weight_decay": train.weight_decay,
+        "max_grad_norm": train.max_grad_norm,
+        "per_device_train_batch_size": train.micro_batch_size,
+        "per_device_eval_batch_size": train.micro_batch_size,
+        "gradient_accumulation_steps": train.grad_accum,
+        "seed": train.seed,
+        "data_seed": train.seed,
+        # Unsloth sets up its own (offloaded) checkpointing when it wraps the model.
+        "activation_checkpointing": train.gradient_checkpointing and loaded.backend == "hf",
+        "activation_checkpointing_kwargs": {"use_reentrant": False},
+        "bf16": on_gpu and loaded.dtype == torch.bfloat16,
+        "fp16": on_gpu and loaded.dtype == torch.float16,
+        "use_cpu": not on_gpu,
+        "optim": resolve_optimizer(train.optimizer, loaded.device),
+        "logging_steps": train.logging_steps,
+        "logging_first_step": True,
+        "eval_strategy": "steps" if has_eval else "no",
+        "eval_steps": train.eval_steps,
+        "eval_on_start": has_eval,  # the first eval is the baseline the user compares against
+        "save_strategy": "steps",
+        "save_steps": train.save_steps,
+        "save_total_limit": train.save_total_limit,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "include_num_input_tokens_seen": "non_padding",
+    }

@@ -1,0 +1,64 @@
+"""User-facing errors: what went wrong, where, and what to do about it.
+
+A SmoltrainError is a *user* mistake (bad preset, bad data, model not found, does not fit):
+the CLI prints it as one line plus a hint and exits 2, without a traceback. Anything else
+that escapes is a bug (exit 1). The TUI shows the same two lines.
+
+Imports nothing heavy: this module is on the `smoltrain --help` path.
+"""
+
+from __future__ import annotations
+
+USER_ERROR_EXIT_CODE = 2
+BUG_EXIT_CODE = 1
+
+
+class SmoltrainError(Exception):
+    """A mistake the user can fix. `message` names what is wrong and where; `hint` says what to do."""
+
+    kind = "error"
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+    def render(self) -> str:
+        """The text shown to the user: one line for the problem, one for the hint."""
+        text = f"error: {self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+    def to_dict(self) -> dict[str, str]:
+        return {"error_type": type(self).__name__, "message": self.message, "hint": self.hint}
+
+
+class ConfigError(SmoltrainError):
+    """A preset or override is wrong: TOML syntax, unknown key, wrong type, bad value."""
+
+
+class DataError(SmoltrainError):
+    """A dataset cannot be read or does not have the shape the technique needs."""
+
+
+class ModelError(SmoltrainError):
+    """A model or tokenizer cannot be found or used as asked."""
+
+
+class FitError(SmoltrainError):
+    """The run does not fit in the GPU's memory."""
+
+
+ERROR_TYPES: dict[str, type[SmoltrainError]] = {
+    cls.__name__: cls for cls in (SmoltrainError, ConfigError, DataError, ModelError, FitError)
+}
+
+
+def error_from_dict(data: dict[str, str]) -> SmoltrainError:
+    """Rebuild an error that crossed the process boundary as an event."""
+    cls = ERROR_TYPES.get(data.get("error_type", ""), SmoltrainError)
+    return cls(data.get("message", "unknown error"), data.get("hint", ""))

@@ -1,0 +1,91 @@
+"""Start, watch and stop a training run; shared by the headless printer and the TUI.
+
+`create_run_dir` makes `runs/<name>/` and writes the resolved `config.toml` there (the file the
+worker reads, and the one a user re-runs). `start` launches `smoltrain.engine.worker` as a
+child process in its own session, so a terminal's Ctrl-C reaches only the front end, which
+forwards it as a stop request. `RunHandle.events()` yields typed events as the worker writes them.
+
+Imports no torch and no textual.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from smoltrain.config.load import dump_config
+from smoltrain.config.schema import RunConfig
+from smoltrain.engine.events import Event, tail_events
+from smoltrain.errors import ConfigError
+
+WORKER_LOG = "worker.log"
+
+
+def default_run_name(preset: str | Path) -> str:
+    return f"{Path(preset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def create_run_dir(cfg: RunConfig, name: str) -> Path:
+    """Make `<output_dir>/<name>/` with the resolved config; refuses to reuse a run's folder."""
+    run_dir = Path(cfg.output_dir).expanduser().resolve() / name
+    if (run_dir / "config.toml").exists():
+        raise ConfigError(
+            f"run folder {run_dir} already exists", hint="choose another --name, or `smoltrain resume` that run"
+        )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.toml").write_text(dump_config(cfg.model_copy(update={"name": name})), encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"output_dir: cannot write the run folder {run_dir} ({exc.strerror})",
+            hint="set output_dir to a folder you can write to",
+        ) from None
+    return run_dir
+
+
+@dataclass
+class RunHandle:
+    run_dir: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def events_path(self) -> Path:
+        return self.run_dir / "events.jsonl"
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / WORKER_LOG
+
+    def events(self, interval: float = 0.1) -> Iterator[Event]:
+        """Every event of this run, as written, until the worker exits."""
+        return tail_events(self.events_path, poll=lambda: self.process.poll() is None, interval=interval)
+
+    def request_stop(self) -> None:
+        """Ask the worker to save and stop after the current step; asked twice, it stops at once."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+
+    def wait(self) -> int:
+        return self.process.wait()
+
+
+def start(run_dir: Path) -> RunHandle:
+    """Launch the worker on an existing run folder."""
+    log = (run_dir / WORKER_LOG).open("ab")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "smoltrain.engine.worker", str(run_dir)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,  # the front end decides what a Ctrl-C means
+    )
+    log.close()
+    return RunHandle(run_dir=run_dir, process=process)

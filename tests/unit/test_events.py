@@ -1,0 +1,70 @@
+"""Events: every type survives the JSON round trip, and a reader tails a file being written."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from smoltrain.engine import events as ev
+
+SAMPLES = [
+    ev.RunStarted(run_dir="/r", name="r", model="m", device="cpu", dtype="float32", stages=["sft"],
+                  active={"4bit": "on (nf4)", "liger": "off: no CUDA"}, trainable_params=10, total_params=100),
+    ev.StageStarted(stage=0, technique="sft", max_steps=10, train_rows=90, eval_rows=10, data="90 rows"),
+    ev.Metrics(step=3, max_steps=10, loss=1.5, learning_rate=1e-4, **{"rewards/margins": 0.3}),
+    ev.Eval(step=3, max_steps=10, eval_loss=1.2),
+    ev.Sample(step=3, prompt="What is 2+2?", completion="4 ✓", reward=1.0, label="best"),
+    ev.Checkpoint(step=5, path="/r/checkpoints/checkpoint-5"),
+    ev.Warning(message="loss is nan", hint="lower the learning rate", step=4),
+    ev.StageFinished(stage=0, technique="sft", step=10, output_dir="/r/final"),
+    ev.RunFinished(status="completed", step=10, final_dir="/r/final", duration_s=3.2),
+    ev.RunFailed(error_type="DataError", message="x.jsonl: line 3: not valid JSON", hint="fix it", user_error=True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("event", SAMPLES, ids=lambda e: e.type)
+def test_round_trip(event):
+    again = ev.parse_event(event.to_json())
+    assert again == event
+    assert again.type in ev.EVENT_TYPES
+
+
+def test_every_contract_type_has_a_sample():
+    assert {e.type for e in SAMPLES} == set(ev.EVENT_TYPES)
+
+
+def test_metrics_keep_trl_names_flat():
+    line = ev.Metrics(step=1, max_steps=2, loss=0.5, **{"rewards/chosen": 1.0}).to_json()
+    assert '"rewards/chosen": 1.0' in line and '"loss": 0.5' in line
+    assert ev.parse_event(line).values == {"loss": 0.5, "rewards/chosen": 1.0}
+
+
+def test_unknown_type_is_rejected():
+    with pytest.raises(ValueError):
+        ev.parse_event('{"type": "nonsense", "time": 1}')
+
+
+def test_read_events_skips_a_torn_last_line(tmp_path: Path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(SAMPLES[0].to_json() + "\n" + SAMPLES[2].to_json()[:20])
+    assert [e.type for e in ev.read_events(path)] == ["run_started"]
+
+
+def test_tail_yields_events_while_they_are_written(tmp_path: Path):
+    path = tmp_path / "events.jsonl"
+    writer = ev.EventWriter(path)
+    done = threading.Event()
+
+    def produce() -> None:
+        for event in SAMPLES:
+            writer(event)
+            time.sleep(0.01)
+        writer.close()
+        done.set()
+
+    threading.Thread(target=produce).start()
+    got = [e.type for e in ev.tail_events(path, poll=lambda: not done.is_set(), interval=0.005)]
+    assert got == [e.type for e in SAMPLES]
