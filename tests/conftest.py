@@ -1,0 +1,49 @@
+"""Shared fixtures: the bundled tiny model and demo data, and a helper that runs a preset for real."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from smoltrain import runner
+from smoltrain.config.load import load_config
+from smoltrain.config.presets import PROJECT_ROOT
+from smoltrain.engine.events import Event, Eval, Metrics, read_events
+
+TINY_MODEL = PROJECT_ROOT / "assets" / "tiny-llama"
+DEMO_DATA = PROJECT_ROOT / "assets" / "data"
+
+
+@dataclass
+class FinishedRun:
+    run_dir: Path
+    exit_code: int
+    events: list[Event]
+
+    def of_type(self, kind: str) -> list[Event]:
+        return [e for e in self.events if e.type == kind]
+
+    def losses(self) -> list[float]:
+        return [e.values["loss"] for e in self.events if isinstance(e, Metrics) and "loss" in e.values]
+
+    def eval_losses(self) -> list[float]:
+        return [e.values["eval_loss"] for e in self.events if isinstance(e, Eval) and "eval_loss" in e.values]
+
+
+def start_run(preset: Path, tmp_path: Path, overrides: list[str] = ()) -> runner.RunHandle:
+    cfg = load_config(preset, [f"output_dir={tmp_path / 'runs'}", *overrides])
+    return runner.start(runner.create_run_dir(cfg, "test"))
+
+
+def run_preset(preset: Path, tmp_path: Path, overrides: list[str] = ()) -> FinishedRun:
+    """Run a preset through the real runner and worker process; return its exit code and events."""
+    handle = start_run(preset, tmp_path, overrides)
+    code = handle.wait()
+    return FinishedRun(handle.run_dir, code, read_events(handle.events_path))
+
+
+@pytest.fixture
+def sft_preset() -> Path:
+    return PROJECT_ROOT / "presets" / "demo-sft.toml"
