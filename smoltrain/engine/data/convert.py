@@ -1,0 +1,144 @@
+"""Turn each row into TRL's dataset format, and drop (and count) the rows that cannot be trained on.
+
+TRL's SFTTrainer takes three formats: {"text"}, {"messages": [{"role", "content"}, ...]} and
+{"prompt", "completion"}. Each source shape maps to one of them (detect.TRL_FORMAT); instruction and
+ShareGPT rows become chats, so the chat template and completion-only loss apply to them as well.
+
+A row with a problem (empty answer, unknown role, a number where text belongs) is never passed
+on silently: it is dropped, and the reason counted, with the first place it happened. Too many
+drops mean the shape or the column mapping is wrong, and that is an error (see prepare.py).
+
+Pure Python (no datasets, torch or textual).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from smoltrain.engine.data.detect import Detected
+
+Row = Mapping[str, Any]
+Turn = dict[str, str]
+
+# Role names found in the wild -> the three a chat template understands. Anything else (tool,
+# function, observation, ...) is a problem row: templates differ too much to guess what it means.
+ROLES: dict[str, str] = {
+    "system": "system",
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "gpt": "assistant",
+    "model": "assistant",
+}
+
+
+class RowProblem(Exception):
+    """Why one row cannot be used; the message is the reason counted in DataReport.dropped."""
+
+
+@dataclass
+class Converted:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    dropped: Counter[str] = field(default_factory=Counter)
+    first_at: dict[str, int] = field(default_factory=dict)  # reason -> index of the first row it hit
+
+
+def convert_rows(rows: Iterable[Row], detected: Detected) -> Converted:
+    """Convert every row to the TRL format of `detected`, dropping and counting the bad ones."""
+    convert = _converter(detected)
+    out = Converted()
+    for index, row in enumerate(rows):
+        try:
+            out.rows.append(convert(row))
+        except RowProblem as problem:
+            reason = str(problem)
+            out.dropped[reason] += 1
+            out.first_at.setdefault(reason, index)
+    return out
+
+
+def _converter(detected: Detected) -> Callable[[Row], dict[str, Any]]:
+    f = detected.fields
+    if detected.shape == "text":
+        return lambda row: {"text": _text(row, f["text"])}
+    if detected.shape in ("messages", "sharegpt"):
+        column = f["messages"] if detected.shape == "messages" else f["conversations"]
+        return lambda row: {"messages": _chat(row.get(column), column)}
+    if detected.shape == "instruction":
+        return lambda row: _instruction(row, f["instruction"], f.get("input"), f["output"])
+    if detected.shape == "prompt_completion":
+        if detected.conversational:
+            return lambda row: _conversational_prompt_completion(row, f["prompt"], f["completion"])
+        return lambda row: {"prompt": _text(row, f["prompt"]), "completion": _text(row, f["completion"])}
+    raise ValueError(f"no conversion for shape {detected.shape!r}")
+
+
+def _text(row: Row, column: str) -> str:
+    value = row.get(column)
+    if value is None:
+        raise RowProblem(f"missing {column}")
+    if not isinstance(value, str):
+        raise RowProblem(f"{column} is not text")
+    if not value.strip():
+        raise RowProblem(f"empty {column}")
+    return value
+
+
+def _instruction(row: Row, instruction: str, input_: str | None, output: str) -> dict[str, Any]:
+    prompt = _text(row, instruction)
+    extra = row.get(input_) if input_ is not None else None
+    if extra is not None and not isinstance(extra, str):
+        raise RowProblem(f"{input_} is not text")
+    # Alpaca's own template puts the input after the instruction; a blank line keeps them apart.
+    if extra and extra.strip():
+        prompt = f"{prompt}\n\n{extra}"
+    return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": _text(row, output)}]}
+
+
+def _turns(value: Any, column: str) -> list[Turn]:
+    """Validate a list of turns in OpenAI ({role, content}) or ShareGPT ({from, value}) style."""
+    if value is None:
+        raise RowProblem(f"missing {column}")
+    if not isinstance(value, list):
+        raise RowProblem(f"{column} is not a list of turns")
+    if not value:
+        raise RowProblem(f"empty {column}")
+    turns: list[Turn] = []
+    for turn in value:
+        if not isinstance(turn, Mapping):
+            raise RowProblem(f"{column} has a turn that is not an object")
+        # Arrow-backed hub rows carry every key of the column's struct, unused ones as None.
+        role = turn.get("role") if turn.get("role") is not None else turn.get("from")
+        content = turn.get("content") if turn.get("content") is not None else turn.get("value")
+        if role is None:
+            raise RowProblem("turn without a role")
+        if not isinstance(role, str) or role.strip().lower() not in ROLES:
+            raise RowProblem(f"unknown role {str(role)[:30]!r}")
+        role = ROLES[role.strip().lower()]
+        if content is None:
+            raise RowProblem(f"{role} turn without content")
+        if not isinstance(content, str):
+            raise RowProblem(f"{role} content is not text")
+        # An empty system prompt is harmless; an empty user or assistant turn teaches nonsense.
+        if role != "system" and not content.strip():
+            raise RowProblem(f"empty {role} content")
+        turns.append({"role": role, "content": content})
+    return turns
+
+
+def _chat(value: Any, column: str) -> list[Turn]:
+    turns = _turns(value, column)
+    if not any(t["role"] == "assistant" for t in turns):
+        raise RowProblem("no assistant turn")
+    return turns
+
+
+def _conversational_prompt_completion(row: Row, prompt: str, completion: str) -> dict[str, Any]:
+    prompt_turns = _turns(row.get(prompt), prompt)
+    completion_turns = _turns(row.get(completion), completion)
+    if not any(t["role"] == "assistant" for t in completion_turns):
+        raise RowProblem(f"no assistant turn in {completion}")
+    return {"prompt": prompt_turns, "completion": completion_turns}

@@ -1,0 +1,147 @@
+"""From a `[data]` section to the train and eval datasets a TRL trainer takes: load, detect, convert, split.
+
+    prepared = prepare_datasets(cfg.data, "sft", seed=cfg.train.seed)
+    prepared.train, prepared.eval      # datasets.Dataset in TRL's format (prepared.trl_format)
+    prepared.report.summary()          # "sft.jsonl: 2000 rows read, 1990 kept; dropped 10 (...)"
+
+Row order: `data.max_rows` keeps the first N rows of the split (after any slice such as
+"train[:5000]"), in file order, so a quick try reads only the head of the file. The eval rows held
+out by `data.eval_fraction` are then drawn with the run's seed: same seed, same split.
+
+Imports datasets, never torch or textual.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import datasets
+
+from smoltrain.config.schema import DataSection
+from smoltrain.engine.data.convert import convert_rows
+from smoltrain.engine.data.detect import Detected, detect
+from smoltrain.engine.data.load import LoadedData, is_local, is_split_spec, load_split
+from smoltrain.errors import DataError
+
+
+@dataclass
+class DataReport:
+    """What happened to the rows of one split, for the run log and the TUI."""
+
+    source: str
+    rows_read: int
+    rows_kept: int
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows, most frequent first
+    first_dropped_at: dict[str, str] = field(default_factory=dict)  # reason -> "line 17"
+
+    def summary(self) -> str:
+        """One line: 'sft.jsonl: 2000 rows read, 1990 kept; dropped 10 (empty assistant content: 10, first at line 17)'."""
+        text = f"{self.source}: {self.rows_read} rows read, {self.rows_kept} kept"
+        if self.dropped:
+            reasons = "; ".join(
+                f"{reason}: {count}" + (f", first at {self.first_dropped_at[reason]}" if reason in self.first_dropped_at else "")
+                for reason, count in self.dropped.items()
+            )
+            text += f"; dropped {sum(self.dropped.values())} ({reasons})"
+        return text
+
+
+@dataclass
+class PreparedData:
+    train: datasets.Dataset
+    eval: datasets.Dataset | None
+    format: str  # the shape found in the source: text, messages, prompt_completion, instruction, sharegpt
+    trl_format: str  # what train/eval hold: "text" | "messages" | "prompt_completion"
+    report: DataReport  # the training source (all its rows, before eval_fraction is held out)
+    eval_report: DataReport | None = None  # set when data.eval_split names a separate split
+
+
+def prepare_datasets(data: DataSection, technique: str, *, seed: int) -> PreparedData:
+    """Load, check and convert `data` for `technique`; hold out eval rows. Raises DataError on bad data."""
+    loaded = load_split(data.path, data.config, data.split, data.max_rows)
+    detected = _detect(loaded, data, technique, data.format)
+    train, report = _convert(loaded, detected)
+
+    eval_ds: datasets.Dataset | None = None
+    eval_report: DataReport | None = None
+    if data.eval_split is not None:
+        eval_loaded = _load_eval(data)
+        eval_detected = _detect(eval_loaded, data, technique, data.format)
+        # One collator and chat template serve both splits, so they must land in the same TRL format.
+        if (eval_detected.trl_format, eval_detected.conversational) != (detected.trl_format, detected.conversational):
+            raise DataError(
+                f"{eval_loaded.source}: the eval rows are {_kind(eval_detected)} but the training rows "
+                f"({loaded.source}) are {_kind(detected)}",
+                hint="use eval data of the same shape as the training data, or drop data.eval_split",
+            )
+        eval_ds, eval_report = _convert(eval_loaded, eval_detected)
+    elif data.eval_fraction > 0:
+        train, eval_ds = _hold_out(train, data.eval_fraction, seed, loaded.source)
+
+    return PreparedData(
+        train=train,
+        eval=eval_ds,
+        format=detected.shape,
+        trl_format=detected.trl_format,
+        report=report,
+        eval_report=eval_report,
+    )
+
+
+def _load_eval(data: DataSection) -> LoadedData:
+    """data.eval_split: a split of the same hub dataset, a slice of the same local file ("train[95%:]"),
+    or, next to a local training file, the path of another local file."""
+    split = data.eval_split
+    assert split is not None
+    # max_rows caps eval too: a quick first try should not evaluate on a 10,000-row split.
+    if is_local(data.path) and not is_split_spec(split):
+        return load_split(split, None, "train", data.max_rows)
+    return load_split(data.path, data.config, split, data.max_rows)
+
+
+def _detect(loaded: LoadedData, data: DataSection, technique: str, fmt: str) -> Detected:
+    first = loaded.rows[0] if len(loaded.rows) else None
+    return detect(loaded.columns, first, technique=technique, fmt=fmt, mapping=data.columns, source=loaded.source)
+
+
+def _convert(loaded: LoadedData, detected: Detected) -> tuple[datasets.Dataset, DataReport]:
+    rows = loaded.rows
+    if isinstance(rows, datasets.Dataset):
+        # Arrow -> Python for the needed columns only, in one pass: much faster than row by row.
+        rows = rows.select_columns(sorted(set(detected.fields.values()))).to_list()
+    converted = convert_rows(rows, detected)
+    read, kept = len(rows), len(converted.rows)
+    dropped = dict(converted.dropped.most_common())
+    first_at = {reason: loaded.where(i) for reason, i in converted.first_at.items()}
+    if kept == 0 or read - kept > read / 2:
+        # Most rows failing means the wrong shape or column mapping, not a few bad rows: stop here.
+        reason, index = min(converted.first_at.items(), key=lambda item: item[1])
+        raise DataError(
+            f"{loaded.source}: {loaded.where(index)}: {reason} ({read - kept} of {read} rows have problems, "
+            f"read as {detected.shape}: {_describe(dropped)})",
+            hint="fix or remove those rows, or check data.format and data.columns",
+        )
+    report = DataReport(loaded.source, read, kept, dropped, first_at)
+    return datasets.Dataset.from_list(converted.rows), report
+
+
+def _kind(detected: Detected) -> str:
+    turns = " of chat turns" if detected.conversational else ""
+    return f"{detected.shape} (trained as {detected.trl_format}{turns})"
+
+
+def _describe(dropped: dict[str, int]) -> str:
+    return ", ".join(f"{reason}: {count}" for reason, count in dropped.items())
+
+
+def _hold_out(train: datasets.Dataset, fraction: float, seed: int, source: str) -> tuple[datasets.Dataset, datasets.Dataset]:
+    n = len(train)
+    if n < 2:
+        raise DataError(
+            f"{source}: only {n} usable row; holding out data.eval_fraction = {fraction} for evaluation needs at least 2",
+            hint="add rows, or set data.eval_fraction = 0 to train without evaluation",
+        )
+    # At least one eval row (else eval_fraction > 0 silently means no eval), at least one train row.
+    n_eval = min(n - 1, max(1, round(n * fraction)))
+    split = train.train_test_split(test_size=n_eval, seed=seed, shuffle=True)
+    return split["train"], split["test"]
