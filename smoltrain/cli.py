@@ -65,7 +65,7 @@ def cmd_run(preset: str, overrides: list[str], name: str | None) -> int:
 
 
 def cmd_validate(presets: list[str], overrides: list[str]) -> int:
-    from smoltrain.config.load import load_config
+    from smoltrain.config.load import load_config, stage_configs
     from smoltrain.config.presets import find_preset
 
     worst = 0
@@ -77,8 +77,10 @@ def cmd_validate(presets: list[str], overrides: list[str]) -> int:
             print(exc.render(), file=sys.stderr)
             worst = USER_ERROR_EXIT_CODE
             continue
-        steps = f"{cfg.train.max_steps} steps" if cfg.train.max_steps else f"{cfg.train.epochs:g} epoch(s)"
-        print(f"ok: {path}: {cfg.train.technique} on {cfg.model.name_or_path}, data {cfg.data.path}, {steps}")
+        print(f"ok: {path}: {cfg.model.name_or_path}")
+        for name, stage in stage_configs(cfg):
+            steps = f"{stage.train.max_steps} steps" if stage.train.max_steps else f"{stage.train.epochs:g} epoch(s)"
+            print(f"  {name}: {stage.train.technique} on {stage.data.path if stage.data else '?'}, {steps}")
     return worst
 
 

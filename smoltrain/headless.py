@@ -25,6 +25,8 @@ from smoltrain.errors import BUG_EXIT_CODE
 
 BAR_WIDTH = 24
 PLAIN_LINE_EVERY_S = 5.0
+# Logged with every evaluation but not about the model's quality.
+_EVAL_BOOKKEEPING = {"runtime", "samples_per_second", "steps_per_second", "epoch", "num_tokens", "num_input_tokens_seen"}
 
 
 def format_duration(seconds: float) -> str:
@@ -66,7 +68,7 @@ class Printer:
             self._progress(event)
         elif isinstance(event, Eval):
             values = "  ".join(f"{k.removeprefix('eval_')} {_num(v)}" for k, v in event.values.items()
-                               if not k.endswith(("runtime", "per_second")))  # fmt: skip
+                               if k.removeprefix("eval_") not in _EVAL_BOOKKEEPING)  # fmt: skip
             self.line(f"eval @ step {event.step}: {values}")
         elif isinstance(event, Checkpoint):
             self.line(f"checkpoint saved: {event.path}")

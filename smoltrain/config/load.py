@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -86,10 +87,42 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
 
 
 def validate_config(raw: dict[str, Any], source: str, origins: dict[str, set[str]] | None = None) -> RunConfig:
+    """Validate a whole config, every pipeline stage included."""
     try:
-        return RunConfig.model_validate(raw)
+        cfg = RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise _config_error(exc, source, origins or {}) from None
+    stage_configs(cfg, source)
+    return cfg
+
+
+def stage_configs(cfg: RunConfig, source: str = "config") -> list[tuple[str, RunConfig]]:
+    """(name, config) for each stage to run: the config itself, or each [[stages]] entry merged over it."""
+    if not cfg.stages:
+        return [(cfg.train.technique, cfg)]
+    base = cfg.model_dump(mode="json", exclude={"stages"}, exclude_unset=True)
+    resolved: list[tuple[str, RunConfig]] = []
+    for i, stage in enumerate(cfg.stages):
+        name = stage.name or f"{i + 1}-{stage.technique}"
+        if name in (n for n, _ in resolved):
+            raise ConfigError(f"{source}: stages[{i}].name: {name!r} is used by an earlier stage", hint="give each stage its own name")
+        raw = _deep_merge(base, stage.model_dump(mode="json", exclude={"technique", "name"}, exclude_unset=True))
+        raw.setdefault("train", {})["technique"] = stage.technique
+        try:
+            resolved.append((name, RunConfig.model_validate(raw)))
+        except ValidationError as exc:
+            raise _config_error(exc, source, {}, prefix=f"stages[{i}].") from None
+    return resolved
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def dump_config(cfg: RunConfig) -> str:
@@ -111,11 +144,12 @@ def _resolve_local_paths(raw: dict[str, Any], base: Path) -> None:
                 break
 
 
-def _config_error(exc: ValidationError, source: str, origins: dict[str, set[str]]) -> ConfigError:
+def _config_error(exc: ValidationError, source: str, origins: dict[str, set[str]], prefix: str = "") -> ConfigError:
     """Translate pydantic's first error into one line that names the file and the key."""
     err = exc.errors()[0]
-    loc = [str(part) for part in err["loc"]]
-    key = ".".join(loc) or "(top level)"
+    loc = [str(part) for part in err["loc"] if not isinstance(part, int)]
+    key = (prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")).rstrip(".")
+    key = key or "(top level)"
     where = ", ".join(sorted(origins[key])) if key in origins else source
     kind = err["type"]
     more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
@@ -123,7 +157,7 @@ def _config_error(exc: ValidationError, source: str, origins: dict[str, set[str]
         parent_fields = _fields_at(loc[:-1])
         close = difflib.get_close_matches(loc[-1], parent_fields, n=1)
         section = ".".join(loc[:-1])
-        hint = f"did you mean {'.'.join(loc[:-1] + close)}?" if close else (
+        hint = f"did you mean {prefix}{'.'.join(loc[:-1] + close)}?" if close else (
             f"valid keys{' in [' + section + ']' if section else ''}: {', '.join(parent_fields)}"
         )
         return ConfigError(f"{where}: unknown key {key}{more}", hint=hint)
@@ -139,9 +173,12 @@ def _model_at(loc: list[str]) -> type[BaseModel] | None:
     for part in loc:
         field = model.model_fields.get(part)
         annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        # Look through list[Stage], list[RewardFunction] and `X | None` to the model inside.
+        candidates = [annotation, *typing.get_args(annotation)]
+        found = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if found is None:
             return None
-        model = annotation
+        model = found
     return model
 
 

@@ -9,11 +9,12 @@ Imports pydantic only (no torch): the CLI validates presets without loading the 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Technique = Literal["sft"]
+Technique = Literal["sft", "reward", "dpo", "grpo"]
+RewardName = Literal["exact_match", "math_answer", "format", "length", "json", "reward_model", "python"]
 
 
 class Section(BaseModel):
@@ -67,20 +68,28 @@ class DataSection(Section):
         0.05, ge=0.0, lt=1.0, description="Fraction of rows held out for evaluation when no eval_split is given; 0 for none."
     )
     max_rows: int | None = Field(None, ge=1, description="Use at most this many rows (handy for a first try).")
-    format: Literal["auto", "text", "messages", "prompt_completion", "instruction", "sharegpt"] = Field(
+    format: Literal[
+        "auto", "text", "messages", "prompt_completion", "instruction", "sharegpt",
+        "preference", "preference_implicit", "hh_rlhf", "prompt_only",
+    ] = Field(
         "auto",
-        description="Row shape. auto detects it: text, messages (OpenAI chat), prompt_completion, "
-        "instruction (instruction/input/output) or sharegpt (conversations of from/value).",
-    )
+        description="Row shape. auto detects it. SFT: text, messages (OpenAI chat), prompt_completion, "
+        "instruction (instruction/input/output), sharegpt (conversations of from/value). Reward and DPO: "
+        "preference (prompt, chosen, rejected), preference_implicit (chosen, rejected), hh_rlhf. GRPO: prompt_only.",
+    )  # fmt: skip
     columns: dict[str, str] = Field(
         default_factory=dict,
-        description='Rename the file\'s columns to the names smoltrain expects, e.g. {prompt = "question", '
-        'completion = "answer"}.',
+        description='Rename the file\'s columns to the names smoltrain expects (prompt, completion, messages, '
+        'chosen, rejected, answer, ...), e.g. {prompt = "question", completion = "answer"}.',
     )
 
 
 class TrainSection(Section):
-    technique: Technique = Field("sft", description="sft: imitate good answers (supervised fine-tuning).")
+    technique: Technique = Field(
+        "sft",
+        description="sft: imitate good answers; reward: learn to score answers from preference pairs; "
+        "dpo: prefer chosen over rejected answers directly; grpo: online RL on rewards for the model's own samples.",
+    )
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
     epochs: float = Field(1.0, gt=0, description="Passes over the training data, when max_steps is unset.")
     learning_rate: float = Field(2e-4, gt=0, lt=1, description="Peak learning rate. LoRA SFT: 1e-4 to 2e-4.")
@@ -125,17 +134,104 @@ class SftSection(Section):
     packing: bool = Field(False, description="Pack several short rows into one sequence: faster on short data.")
 
 
+class RewardSection(Section):
+    center_rewards_coefficient: float | None = Field(
+        None, ge=0.0, description="Pull the reward model's scores towards 0 (0.01 is usual); unset: off."
+    )
+
+
+class DpoSection(Section):
+    beta: float = Field(0.1, gt=0.0, description="How far from the reference model DPO may move: higher stays closer. 0.1 is usual.")
+    loss_type: Literal["sigmoid", "ipo", "hinge", "robust", "bco_pair", "nca_pair", "apo_zero", "apo_down", "sppo_hard"] = Field(
+        "sigmoid", description="sigmoid: the original DPO loss; ipo: less prone to overfitting on deterministic preferences."
+    )
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="Assumed fraction of flipped pairs (robust/cDPO).")
+    precompute_ref_log_probs: bool = Field(
+        False, description="Score the data with the reference model once before training: saves a forward pass per step."
+    )
+
+
+class RewardFunction(Section):
+    """One reward for GRPO, picked by name, with a weight; the options that apply to it."""
+
+    name: RewardName = Field(
+        description="exact_match: the completion's answer equals the answer column (numbers normalised); "
+        "math_answer: the answer after '####' or in \\boxed{} equals the answer column; format: the completion "
+        "matches `pattern`; length: penalise completions beyond `max_chars`; json: the completion is valid JSON; "
+        "reward_model: a trained reward model's score; python: your own function."
+    )
+    weight: float = Field(1.0, description="Weight of this reward in the total.")
+    answer_column: str = Field("answer", description="exact_match, math_answer: the dataset column with the right answer.")
+    pattern: str | None = Field(None, description="format: a regular expression the whole completion must match.")
+    max_chars: int | None = Field(None, ge=1, description="length: completions longer than this lose reward.")
+    model: str | None = Field(
+        None,
+        description="reward_model: a run directory (or its final/ folder) of a reward stage, or the name of an "
+        "earlier stage in this pipeline.",
+    )
+    path: str | None = Field(None, description="python: the .py file that defines the function.")
+    function: str | None = Field(None, description="python: the function's name in that file.")
+
+    @model_validator(mode="after")
+    def _options_fit_the_reward(self) -> RewardFunction:
+        needs = {"format": ["pattern"], "length": ["max_chars"], "reward_model": ["model"], "python": ["path", "function"]}
+        missing = [key for key in needs.get(self.name, []) if getattr(self, key) is None]
+        if missing:
+            raise ValueError(f"reward {self.name!r} needs {' and '.join(missing)}")
+        return self
+
+
+class GrpoSection(Section):
+    num_generations: int = Field(
+        8, ge=2, description="Completions sampled per prompt; their rewards are compared within the group. 4-8 is usual."
+    )
+    max_completion_length: int = Field(256, ge=1, description="Longest completion sampled, in tokens.")
+    temperature: float = Field(1.0, gt=0.0, description="Sampling temperature: the group needs variety to learn from.")
+    beta: float = Field(0.0, ge=0.0, description="KL penalty towards the reference model; 0 (the current practice) to 0.1.")
+    epsilon: float = Field(0.2, gt=0.0, description="Clip range of the policy ratio.")
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = Field(
+        "dapo", description="How token losses are averaged; dapo (TRL's default) avoids the length bias of grpo."
+    )
+    rewards: list[RewardFunction] = Field(
+        default_factory=list, description="The reward functions, as [[grpo.rewards]] tables with name and weight."
+    )
+
+
+class Stage(Section):
+    """One step of a pipeline: a technique with its own data and overrides of the top-level sections.
+
+    Each section here is merged key by key over the top-level one, and the result is validated
+    as a whole run config (see config.load.stage_configs)."""
+
+    technique: Technique = Field(description="The technique of this stage.")
+    name: str | None = Field(None, description="Stage name, used for its folder under stages/; default: <n>-<technique>.")
+    data: dict[str, Any] = Field(default_factory=dict, description="This stage's [data] (merged over the top-level one).")
+    lora: dict[str, Any] = Field(default_factory=dict, description="Overrides of [lora] for this stage.")
+    train: dict[str, Any] = Field(default_factory=dict, description="Overrides of [train] for this stage.")
+    sft: dict[str, Any] = Field(default_factory=dict, description="Overrides of [sft] for this stage.")
+    reward: dict[str, Any] = Field(default_factory=dict, description="Overrides of [reward] for this stage.")
+    dpo: dict[str, Any] = Field(default_factory=dict, description="Overrides of [dpo] for this stage.")
+    grpo: dict[str, Any] = Field(default_factory=dict, description="Overrides of [grpo] for this stage.")
+
+
 class RunConfig(Section):
-    """A whole run: what to train, on what, how."""
+    """A whole run: what to train, on what, how. With [[stages]], a pipeline of runs."""
 
     name: str | None = Field(None, description="Run name: results go to <output_dir>/<name>. Default: preset name + time.")
     output_dir: str = Field("runs", description="Folder that holds the run directories.")
     model: ModelSection
     quantization: QuantizationSection = Field(default_factory=QuantizationSection)
     lora: LoraSection = Field(default_factory=LoraSection)
-    data: DataSection
+    data: DataSection | None = Field(None, description="The dataset; each [[stages]] entry may give its own.")
     train: TrainSection = Field(default_factory=TrainSection)
     sft: SftSection = Field(default_factory=SftSection)
+    reward: RewardSection = Field(default_factory=RewardSection)
+    dpo: DpoSection = Field(default_factory=DpoSection)
+    grpo: GrpoSection = Field(default_factory=GrpoSection)
+    stages: list[Stage] = Field(
+        default_factory=list,
+        description="A pipeline: [[stages]] run in order, each starting from the previous policy stage's merged result.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -151,6 +247,26 @@ class RunConfig(Section):
                 "quantization.mode = '4bit' needs lora.enabled = true: 4-bit weights cannot be trained directly "
                 "(set quantization.mode = 'none' for full fine-tuning)"
             )
+        if self.data is None:
+            if not self.stages:
+                raise ValueError("missing required key data: add a [data] section (or [[stages]] with their own data)")
+            return self
         if self.data.eval_split is not None and "eval_fraction" in self.data.model_fields_set:
             raise ValueError("set either data.eval_split or data.eval_fraction, not both")
+        if self.train.technique == "grpo":
+            self._check_grpo()
         return self
+
+    def _check_grpo(self) -> None:
+        grpo, train = self.grpo, self.train
+        if not grpo.rewards:
+            raise ValueError(
+                "grpo needs at least one reward: add a [[grpo.rewards]] table, e.g. name = \"math_answer\""
+            )
+        # TRL samples num_generations completions per prompt inside one generation batch.
+        batch = train.micro_batch_size * train.grad_accum
+        if batch % grpo.num_generations:
+            raise ValueError(
+                f"grpo: the effective batch (train.micro_batch_size x train.grad_accum = {batch}) must be a multiple "
+                f"of grpo.num_generations ({grpo.num_generations})"
+            )

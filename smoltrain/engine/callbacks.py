@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from smoltrain.engine.events import Checkpoint, Emit, Eval, Metrics, Warning
+from smoltrain.engine.events import Checkpoint, Emit, Eval, Metrics, Sample, Warning
 
 # Logged once at the end of training by Trainer: summaries, not step metrics.
 _SUMMARY_KEYS = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss"}
@@ -68,7 +68,7 @@ class EventCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict[str, Any] | None = None, **kw: Any
     ) -> None:
         logs = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float)) and k not in _SUMMARY_KEYS}
-        if not logs:
+        if set(logs) <= {"epoch"}:  # the end-of-training summary: nothing per-step left in it
             return
         position = {"step": state.global_step, "max_steps": state.max_steps, "stage": self.stage}
         if any(k.startswith("eval_") for k in logs):
@@ -106,3 +106,23 @@ class EventCallback(TrainerCallback):
         if key not in self._warned:
             self._warned.add(key)
             self.emit(Warning(message=message, hint=hint, step=step))
+
+
+class SampleCallback(TrainerCallback):
+    """After each logged GRPO step, emit the best and worst completion scored since the last log."""
+
+    def __init__(self, emit: Emit, rewards: Any, stage: int = 0) -> None:
+        self.emit = emit
+        self.rewards = rewards  # a techniques.rewards.RewardSet
+        self.stage = stage
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        scored = self.rewards.take_samples()
+        if not scored:
+            return
+        ranked = sorted(scored, key=lambda s: s.total)
+        picks = [("best", ranked[-1])] + ([("worst", ranked[0])] if len(ranked) > 1 else [])
+        for label, sample in picks:
+            self.emit(Sample(step=state.global_step, stage=self.stage, prompt=sample.prompt,
+                             completion=sample.completion, reward=sample.total, label=label,
+                             rewards={k: v for k, v in sample.rewards.items() if v is not None}))  # fmt: skip

@@ -46,6 +46,8 @@ class StageStarted(_Event):
     type: Literal["stage_started"] = "stage_started"
     stage: int
     technique: str
+    model: str = ""  # what this stage starts from: the base, or the previous stage's merged result
+    active: dict[str, str] = Field(default_factory=dict)
     max_steps: int
     train_rows: int
     eval_rows: int
@@ -79,7 +81,8 @@ class Sample(_Event):
     stage: int = 0
     prompt: str
     completion: str
-    reward: float | None = None
+    reward: float | None = None  # the weighted total
+    rewards: dict[str, float] = Field(default_factory=dict)  # each reward function's score
     label: str = ""  # e.g. "best" or "worst" of the step's group
 
 

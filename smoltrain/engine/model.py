@@ -95,9 +95,12 @@ def load_tokenizer(cfg: RunConfig) -> Any:
 
 
 def load_model(cfg: RunConfig, tokenizer: Any) -> LoadedModel:
+    """The trainable model for cfg's technique: a causal LM, or a 1-logit sequence classifier for reward models."""
     device = resolve_device()
     dtype = resolve_dtype(cfg.model.dtype, device)
     backend, unsloth_reason = choose_backend(cfg.train, device)
+    if backend == "unsloth" and cfg.train.technique == "reward":
+        backend, unsloth_reason = "hf", "off: Unsloth trains causal LMs, not reward models"
     if backend == "unsloth":
         loaded = _load_with_unsloth(cfg, dtype)
     else:
@@ -107,7 +110,7 @@ def load_model(cfg: RunConfig, tokenizer: Any) -> LoadedModel:
 
 
 def _load_with_transformers(cfg: RunConfig, tokenizer: Any, device: str, dtype: torch.dtype) -> LoadedModel:
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, BitsAndBytesConfig
 
     active: dict[str, str] = {}
     kwargs: dict[str, Any] = {
@@ -128,10 +131,15 @@ def _load_with_transformers(cfg: RunConfig, tokenizer: Any, device: str, dtype: 
         active["4bit"] = f"on ({cfg.quantization.quant_type}{', double quant' if cfg.quantization.double_quant else ''})"
     else:
         active["4bit"] = "off"
+    is_reward_model = cfg.train.technique == "reward"
+    if is_reward_model:
+        # One scalar score per sequence; the new head is trained in full (PEFT's modules_to_save).
+        kwargs.update(num_labels=1, pad_token_id=tokenizer.pad_token_id)
+    auto_class = AutoModelForSequenceClassification if is_reward_model else AutoModelForCausalLM
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            model = AutoModelForCausalLM.from_pretrained(cfg.model.name_or_path, **kwargs)
+            model = auto_class.from_pretrained(cfg.model.name_or_path, **kwargs)
     except (OSError, ValueError) as exc:
         raise _not_found(cfg.model.name_or_path, exc) from None
 
@@ -189,7 +197,7 @@ def _wrap_lora(model: Any, cfg: RunConfig) -> Any:
         lora_alpha=cfg.lora.alpha,
         lora_dropout=cfg.lora.dropout,
         target_modules=cfg.lora.target_modules,
-        task_type="CAUSAL_LM",
+        task_type="SEQ_CLS" if cfg.train.technique == "reward" else "CAUSAL_LM",
     )
     try:
         return get_peft_model(model, lora)
@@ -227,6 +235,24 @@ def _load_with_unsloth(cfg: RunConfig, dtype: torch.dtype) -> LoadedModel:  # pr
         "checkpointing": "on (Unsloth's offloaded)" if cfg.train.gradient_checkpointing else "off",
     }
     return LoadedModel(model=model, tokenizer=tokenizer, device="cuda", dtype=dtype, backend="unsloth", active=active)
+
+
+def merge_adapter(cfg: RunConfig, adapter_dir: Path, out_dir: Path) -> Path:
+    """Fold a trained LoRA adapter into a 16-bit copy of its base, for the next pipeline stage.
+
+    Merging into 4-bit weights would round the update away, so the base is loaded unquantized on
+    the CPU (the GPU still holds nothing from the finished stage only after its trainer is freed)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(
+        cfg.model.name_or_path, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code,
+        dtype="auto", use_safetensors=True, device_map={"": "cpu"},
+    )  # fmt: skip
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.save_pretrained(str(out_dir), safe_serialization=True)
+    AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(str(out_dir))
+    return out_dir
 
 
 def _not_found(name: str, exc: Exception) -> ModelError:

@@ -1,12 +1,15 @@
-"""Turn each row into TRL's dataset format, and drop (and count) the rows that cannot be trained on.
+"""Turn rows into TRL's dataset formats: the readers every converter shares, SFT's converters, and the drop count.
 
-TRL's SFTTrainer takes three formats: {"text"}, {"messages": [{"role", "content"}, ...]} and
+A reader returns a value in TRL's form or raises RowProblem, whose message is the reason counted in
+DataReport.dropped ("empty assistant content", "prompt ends with an assistant turn"). Reasons name
+the user's own column, so they can find it in their file. A row with a problem is never passed on
+silently: it is dropped, and the reason counted, with the first place it happened. Too many drops
+mean the shape or the column mapping is wrong, and that is an error (see prepare.py).
+
+SFTTrainer takes three formats: {"text"}, {"messages": [{"role", "content"}, ...]} and
 {"prompt", "completion"}. Each source shape maps to one of them (detect.TRL_FORMAT); instruction and
 ShareGPT rows become chats, so the chat template and completion-only loss apply to them as well.
-
-A row with a problem (empty answer, unknown role, a number where text belongs) is never passed
-on silently: it is dropped, and the reason counted, with the first place it happened. Too many
-drops mean the shape or the column mapping is wrong, and that is an error (see prepare.py).
+Preference pairs are converted in convert_preference.py, GRPO prompts in convert_prompts.py.
 
 Pure Python (no datasets, torch or textual).
 """
@@ -22,6 +25,7 @@ from smoltrain.engine.data.detect import Detected
 
 Row = Mapping[str, Any]
 Turn = dict[str, str]
+Converter = Callable[[Row], dict[str, Any]]
 
 # Role names found in the wild -> the three a chat template understands. Anything else (tool,
 # function, observation, ...) is a problem row: templates differ too much to guess what it means.
@@ -39,45 +43,8 @@ class RowProblem(Exception):
     """Why one row cannot be used; the message is the reason counted in DataReport.dropped."""
 
 
-@dataclass
-class Converted:
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    dropped: Counter[str] = field(default_factory=Counter)
-    first_at: dict[str, int] = field(default_factory=dict)  # reason -> index of the first row it hit
-
-
-def convert_rows(rows: Iterable[Row], detected: Detected) -> Converted:
-    """Convert every row to the TRL format of `detected`, dropping and counting the bad ones."""
-    convert = _converter(detected)
-    out = Converted()
-    for index, row in enumerate(rows):
-        try:
-            out.rows.append(convert(row))
-        except RowProblem as problem:
-            reason = str(problem)
-            out.dropped[reason] += 1
-            out.first_at.setdefault(reason, index)
-    return out
-
-
-def _converter(detected: Detected) -> Callable[[Row], dict[str, Any]]:
-    f = detected.fields
-    if detected.shape == "text":
-        return lambda row: {"text": _text(row, f["text"])}
-    if detected.shape in ("messages", "sharegpt"):
-        column = f["messages"] if detected.shape == "messages" else f["conversations"]
-        return lambda row: {"messages": _chat(row.get(column), column)}
-    if detected.shape == "instruction":
-        return lambda row: _instruction(row, f["instruction"], f.get("input"), f["output"])
-    if detected.shape == "prompt_completion":
-        if detected.conversational:
-            return lambda row: _conversational_prompt_completion(row, f["prompt"], f["completion"])
-        return lambda row: {"prompt": _text(row, f["prompt"]), "completion": _text(row, f["completion"])}
-    raise ValueError(f"no conversion for shape {detected.shape!r}")
-
-
-def _text(row: Row, column: str) -> str:
-    value = row.get(column)
+def read_text(value: Any, column: str) -> str:
+    """A non-blank string."""
     if value is None:
         raise RowProblem(f"missing {column}")
     if not isinstance(value, str):
@@ -87,19 +54,8 @@ def _text(row: Row, column: str) -> str:
     return value
 
 
-def _instruction(row: Row, instruction: str, input_: str | None, output: str) -> dict[str, Any]:
-    prompt = _text(row, instruction)
-    extra = row.get(input_) if input_ is not None else None
-    if extra is not None and not isinstance(extra, str):
-        raise RowProblem(f"{input_} is not text")
-    # Alpaca's own template puts the input after the instruction; a blank line keeps them apart.
-    if extra and extra.strip():
-        prompt = f"{prompt}\n\n{extra}"
-    return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": _text(row, output)}]}
-
-
-def _turns(value: Any, column: str) -> list[Turn]:
-    """Validate a list of turns in OpenAI ({role, content}) or ShareGPT ({from, value}) style."""
+def read_turns(value: Any, column: str) -> list[Turn]:
+    """A non-empty list of turns in OpenAI ({role, content}) or ShareGPT ({from, value}) style, as {role, content}."""
     if value is None:
         raise RowProblem(f"missing {column}")
     if not isinstance(value, list):
@@ -129,16 +85,95 @@ def _turns(value: Any, column: str) -> list[Turn]:
     return turns
 
 
+def read_text_or_turns(value: Any, column: str, conversational: bool) -> str | list[Turn]:
+    """Turns if the dataset's rows are chats (decided once, from the first row), else text."""
+    return read_turns(value, column) if conversational else read_text(value, column)
+
+
+def check_prompt(prompt: str | list[Turn], column: str = "prompt") -> None:
+    """A prompt of turns ends with the user's: the model answers it (system-only or answered prompts do not)."""
+    if isinstance(prompt, list) and prompt[-1]["role"] != "user":
+        raise RowProblem(f"{column} ends with {_a(prompt[-1]['role'])} turn")
+
+
+def check_answer(answer: str | list[Turn], column: str) -> None:
+    """Answer turns end with the assistant's: that is the turn the model is trained (or scored) on."""
+    if isinstance(answer, list) and answer[-1]["role"] != "assistant":
+        raise RowProblem(f"{column} does not end with an assistant turn")
+
+
+def _a(role: str) -> str:
+    return f"an {role}" if role[0] in "aeiou" else f"a {role}"
+
+
+# --- counting -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Converted:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    dropped: Counter[str] = field(default_factory=Counter)
+    first_at: dict[str, int] = field(default_factory=dict)  # reason -> index of the first row it hit
+
+
+def convert_rows(rows: Iterable[Row], convert: Converter) -> Converted:
+    """Convert every row with `convert`, dropping and counting the ones it raises RowProblem for."""
+    out = Converted()
+    for index, row in enumerate(rows):
+        try:
+            out.rows.append(convert(row))
+        except RowProblem as problem:
+            reason = str(problem)
+            out.dropped[reason] += 1
+            out.first_at.setdefault(reason, index)
+    return out
+
+
+# --- SFT ----------------------------------------------------------------------------------------
+
+
+def sft_converter(detected: Detected) -> Converter:
+    """The function that turns one row of `detected`'s shape into an SFT example, or raises RowProblem."""
+    f = detected.fields
+    if detected.shape == "text":
+        return lambda row: {"text": read_text(row.get(f["text"]), f["text"])}
+    if detected.shape in ("messages", "sharegpt"):
+        column = f["messages"] if detected.shape == "messages" else f["conversations"]
+        return lambda row: {"messages": _chat(row.get(column), column)}
+    if detected.shape == "instruction":
+        return lambda row: _instruction(row, f["instruction"], f.get("input"), f["output"])
+    if detected.shape == "prompt_completion":
+        if detected.conversational:
+            return lambda row: _conversational_prompt_completion(row, f["prompt"], f["completion"])
+        return lambda row: {
+            "prompt": read_text(row.get(f["prompt"]), f["prompt"]),
+            "completion": read_text(row.get(f["completion"]), f["completion"]),
+        }
+    raise ValueError(f"no SFT conversion for shape {detected.shape!r}")
+
+
+def _instruction(row: Row, instruction: str, input_: str | None, output: str) -> dict[str, Any]:
+    prompt = read_text(row.get(instruction), instruction)
+    extra = row.get(input_) if input_ is not None else None
+    if extra is not None and not isinstance(extra, str):
+        raise RowProblem(f"{input_} is not text")
+    # Alpaca's own template puts the input after the instruction; a blank line keeps them apart.
+    if extra and extra.strip():
+        prompt = f"{prompt}\n\n{extra}"
+    answer = read_text(row.get(output), output)
+    return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]}
+
+
 def _chat(value: Any, column: str) -> list[Turn]:
-    turns = _turns(value, column)
+    turns = read_turns(value, column)
     if not any(t["role"] == "assistant" for t in turns):
         raise RowProblem("no assistant turn")
     return turns
 
 
 def _conversational_prompt_completion(row: Row, prompt: str, completion: str) -> dict[str, Any]:
-    prompt_turns = _turns(row.get(prompt), prompt)
-    completion_turns = _turns(row.get(completion), completion)
+    prompt_turns = read_turns(row.get(prompt), prompt)
+    completion_turns = read_turns(row.get(completion), completion)
     if not any(t["role"] == "assistant" for t in completion_turns):
         raise RowProblem(f"no assistant turn in {completion}")
     return {"prompt": prompt_turns, "completion": completion_turns}

@@ -1,16 +1,21 @@
-"""Which row shape a dataset has, and which of its columns play which part.
+"""Which row shape a dataset has, which of its columns play which part, and what it becomes for TRL.
 
 A shape is a set of column names ("prompt" + "completion", "chosen" + "rejected", ...). `data.columns`
 renames the file's columns to those names first; `data.format = "auto"` then picks the first shape
 the technique can train on whose columns are all present, and an explicit format only checks that
 its columns exist. Shapes a technique cannot use are still recognised, so the error can say
-"this looks like a preference dataset" rather than just "unknown shape".
+"this looks like chat (SFT) data" rather than just "unknown shape".
+
+What a shape becomes depends on the technique (TRL_FORMAT): SFT takes text, chats or prompt and
+completion; reward and DPO take preference pairs; GRPO takes prompts, and can draw them (and a
+reference "answer") from SFT data too.
 
 Pure Python (no datasets, torch or textual): detection looks at column names and one row.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +28,7 @@ class Shape:
     name: str
     required: tuple[str, ...]
     optional: tuple[str, ...] = ()
-    description: str = ""
+    description: str = ""  # completes "this looks like ..."
 
     def needs(self) -> str:
         """The columns this shape needs, for error messages: 'instruction, output (+ optional input)'."""
@@ -31,38 +36,73 @@ class Shape:
         return text + (f" (+ optional {', '.join(self.optional)})" if self.optional else "")
 
 
-# Order matters for auto-detection: the richer shape wins when a dataset has columns for several
-# (a file with both "messages" and "text" is trained as a chat, which keeps the turn structure).
+# Order matters for auto-detection and for naming what a dataset looks like: the richer shape wins
+# when a dataset has columns for several (a file with both "messages" and "text" is trained as a
+# chat, which keeps the turn structure; "prompt, chosen, rejected" is a preference pair, not prompts).
 SHAPES: dict[str, Shape] = {
     s.name: s
     for s in (
-        Shape("messages", ("messages",), description="OpenAI chat: [{role, content}, ...]"),
-        Shape("sharegpt", ("conversations",), description="ShareGPT: [{from, value}, ...]"),
-        Shape("prompt_completion", ("prompt", "completion"), description="prompt and completion"),
-        Shape("instruction", ("instruction", "output"), ("input",), description="Alpaca"),
-        Shape("text", ("text",), description="plain text"),
-        # Recognised so the error is helpful; techniques that train on them list them below.
-        Shape("preference", ("chosen", "rejected"), ("prompt",), description="preference pairs"),
-        Shape("prompt_only", ("prompt",), description="prompts only"),
+        Shape("messages", ("messages",), (), "chat (SFT) data"),
+        Shape("sharegpt", ("conversations",), (), "ShareGPT chat (SFT) data"),
+        Shape("prompt_completion", ("prompt", "completion"), (), "prompt-completion (SFT) data"),
+        Shape("instruction", ("instruction", "output"), ("input",), "Alpaca instruction (SFT) data"),
+        Shape("text", ("text",), (), "plain text"),
+        Shape("preference", ("prompt", "chosen", "rejected"), (), "preference pairs"),
+        Shape("preference_implicit", ("chosen", "rejected"), (), "preference pairs"),
+        Shape("prompt_only", ("prompt",), ("answer",), "prompts only (GRPO data)"),
+        # Found by content, never by columns alone: chosen/rejected strings of "\n\nHuman: ...\n\nAssistant: ..."
+        # turns, as in Anthropic's HH-RLHF. They are read as chats (see convert_preference.py).
+        Shape("hh_rlhf", ("chosen", "rejected"), (), "Anthropic HH preference pairs"),
     )
 }
 
-# The shapes each technique can train on, in detection order.
+# The shapes each technique can train on, in detection order. GRPO reads SFT data as prompts and
+# answers; prompt_completion comes before prompt_only so that a completion becomes the "answer".
 TECHNIQUE_SHAPES: dict[str, tuple[str, ...]] = {
     "sft": ("messages", "sharegpt", "prompt_completion", "instruction", "text"),
+    "reward": ("preference", "preference_implicit"),
+    "dpo": ("preference", "preference_implicit"),
+    "grpo": ("prompt_completion", "prompt_only", "messages", "sharegpt", "instruction"),
 }
 
-# The TRL dataset format each shape becomes (see convert.py).
-TRL_FORMAT: dict[str, str] = {
-    "text": "text",
-    "messages": "messages",
-    "sharegpt": "messages",
-    "instruction": "messages",
-    "prompt_completion": "prompt_completion",
+# What a technique needs, in words, for "dpo needs preference pairs, as one of: ...".
+TECHNIQUE_NEEDS: dict[str, str] = {
+    "sft": "examples to imitate",
+    "reward": "preference pairs",
+    "dpo": "preference pairs",
+    "grpo": "prompts",
 }
+
+_MAPPING_EXAMPLE: dict[str, str] = {
+    "sft": 'prompt = "question", completion = "answer"',
+    "reward": 'prompt = "question", chosen = "good", rejected = "bad"',
+    "dpo": 'prompt = "question", chosen = "good", rejected = "bad"',
+    "grpo": 'prompt = "question"',
+}
+
+_PREFERENCE = ("preference", "preference_implicit", "hh_rlhf")
+# The TRL dataset format each (technique, shape) becomes; the converters live in convert*.py.
+# RewardTrainer scores prompt + answer as one sequence, so pairs without a separate prompt train
+# as they are; DPOTrainer needs the prompt apart, so smoltrain extracts it (convert_preference.py).
+TRL_FORMAT: dict[str, dict[str, str]] = {
+    "sft": {
+        "text": "text",
+        "messages": "messages",
+        "sharegpt": "messages",
+        "instruction": "messages",
+        "prompt_completion": "prompt_completion",
+    },
+    "reward": {"preference": "preference", "preference_implicit": "preference_implicit", "hh_rlhf": "preference_implicit"},
+    "dpo": dict.fromkeys(_PREFERENCE, "preference"),
+    "grpo": dict.fromkeys(TECHNIQUE_SHAPES["grpo"], "prompt_only"),
+}
+
+# Names a GRPO row gets whatever its source; a passed-through column may not take them.
+PROMPT_ONLY_COLUMNS = ("prompt", "answer")
 
 KNOWN_NAMES = sorted({name for s in SHAPES.values() for name in s.required + s.optional})
 _CHAT_COLUMNS = ("messages", "conversations")
+_HH_START = re.compile(r"^(\n\n)?Human: ")
 
 
 @dataclass(frozen=True)
@@ -71,11 +111,9 @@ class Detected:
 
     shape: str
     fields: dict[str, str]  # shape's name -> the dataset's column, e.g. {"prompt": "question"}
-    conversational: bool = False  # prompt/completion hold lists of turns rather than strings
-
-    @property
-    def trl_format(self) -> str:
-        return TRL_FORMAT[self.shape]
+    trl_format: str  # what the rows become: text, messages, prompt_completion, preference, ...
+    conversational: bool = False  # prompt/completion/chosen... hold lists of turns rather than strings
+    keep: tuple[str, ...] = ()  # dataset columns passed on unchanged (GRPO: reward functions read them)
 
 
 def visible_columns(columns: Sequence[str], mapping: Mapping[str, str], source: str) -> dict[str, str]:
@@ -128,40 +166,75 @@ def detect(
                 f"(columns found: {', '.join(columns)})",
                 hint=_rename_hint(shape),
             )
-        return _refine(shape.name, names, first_row)
+        return _detected(shape.name, names, first_row, technique, columns)
     for name in allowed:
         if all(c in names for c in SHAPES[name].required):
-            return _refine(name, names, first_row)
+            return _detected(name, names, first_row, technique, columns)
+    raise _wrong_shape(columns, names, technique, source)
+
+
+def _wrong_shape(columns: Sequence[str], names: Mapping[str, str], technique: str, source: str) -> DataError:
+    """'dpo needs preference pairs, as one of: ...; found columns: messages — this looks like chat (SFT) data'."""
+    allowed = TECHNIQUE_SHAPES[technique]
     expected = "; ".join(f"{n} ({SHAPES[n].needs()})" for n in allowed)
+    found = ", ".join(columns) or "(none)"
+    message = f"{source}: {technique} needs {TECHNIQUE_NEEDS[technique]}, as one of: {expected}; found columns: {found}"
     other = next((s for s in SHAPES.values() if s.name not in allowed and all(c in names for c in s.required)), None)
-    if other is not None:
-        raise DataError(
-            f"{source}: this looks like a {other.description} dataset (columns {other.needs()}), which {technique} "
-            f"cannot train on; {technique} needs one of: {expected}",
-            hint="pick a technique that trains on this shape, or a dataset that has one of the shapes above",
-        )
-    raise DataError(
-        f"{source}: no known row shape in columns {', '.join(columns) or '(none)'}; {technique} needs one of: {expected}",
-        hint='rename your columns with data.columns, e.g. columns = {prompt = "question", completion = "answer"}',
+    if other is None:
+        example = _MAPPING_EXAMPLE[technique]
+        return DataError(message, hint=f"rename your columns with data.columns, e.g. columns = {{{example}}}")
+    users = [t for t, shapes in TECHNIQUE_SHAPES.items() if other.name in shapes]
+    return DataError(
+        f"{message} — this looks like {other.description}",
+        hint=f"{other.name} data trains with technique {' or '.join(users)}; for {technique}, use a dataset with one of "
+        "the shapes above, or map your columns to them with data.columns",
     )
 
 
-def _refine(shape: str, names: dict[str, str], first_row: Mapping[str, Any] | None) -> Detected:
-    """Settle what column names alone cannot: turn keys of a chat, strings or turns in prompt/completion."""
+def _detected(
+    shape: str, names: dict[str, str], first_row: Mapping[str, Any] | None, technique: str, columns: Sequence[str]
+) -> Detected:
+    shape, fields, conversational = _refine(shape, names, first_row or {})
+    if technique != "grpo":
+        return Detected(shape, fields, TRL_FORMAT[technique][shape], conversational)
+    # GRPO: chats become prompts of turns; an "answer" column (of any source) is the reference the
+    # reward functions compare with, and every other column goes along for them unchanged.
+    if "answer" in names:
+        fields["answer"] = names["answer"]
+    conversational = conversational or shape in ("messages", "sharegpt", "instruction")
+    used = set(fields.values())
+    keep = tuple(c for c in columns if c not in used and c not in PROMPT_ONLY_COLUMNS)
+    return Detected(shape, fields, TRL_FORMAT[technique][shape], conversational, keep)
+
+
+def _refine(shape: str, names: dict[str, str], first_row: Mapping[str, Any]) -> tuple[str, dict[str, str], bool]:
+    """Settle what column names alone cannot: turn keys of a chat, strings or turns, where the prompt is."""
     fields = {n: names[n] for n in (*SHAPES[shape].required, *SHAPES[shape].optional) if n in names}
-    if shape in ("messages", "sharegpt") and first_row is not None:
+    if shape in ("messages", "sharegpt"):
         # Many ShareGPT exports call the column "messages" (and some chats call it "conversations"):
         # the first turn's keys say which it is.
         column = fields[_CHAT_COLUMNS[shape == "sharegpt"]]
         turns = first_row.get(column)
         first = turns[0] if isinstance(turns, list) and turns and isinstance(turns[0], Mapping) else {}
         if shape == "messages" and "from" in first and "role" not in first:
-            return Detected("sharegpt", {"conversations": column})
+            fields["conversations"] = fields.pop("messages")
+            return "sharegpt", fields, False
         if shape == "sharegpt" and "role" in first and "from" not in first:
-            return Detected("messages", {"messages": column})
-    if shape == "prompt_completion" and first_row is not None:
-        return Detected(shape, fields, conversational=isinstance(first_row.get(fields["prompt"]), list))
-    return Detected(shape, fields)
+            fields["messages"] = fields.pop("conversations")
+            return "messages", fields, False
+    if shape in ("prompt_completion", "prompt_only"):
+        return shape, fields, isinstance(first_row.get(fields["prompt"]), list)
+    if shape in ("preference", "preference_implicit"):
+        chosen = first_row.get(fields["chosen"])
+        if shape == "preference" and isinstance(chosen, list) and isinstance(first_row.get(fields["prompt"]), str):
+            # A text prompt next to whole conversations (UltraFeedback does this) only summarises
+            # them: the conversations hold the real prompt, as in TRL's maybe_extract_prompt.
+            del fields["prompt"]
+            return "preference_implicit", fields, True
+        if shape == "preference_implicit" and isinstance(chosen, str) and _HH_START.match(chosen):
+            return "hh_rlhf", fields, True
+        return shape, fields, isinstance(chosen, list)
+    return shape, fields, False
 
 
 def _rename_hint(shape: Shape) -> str:

@@ -1,8 +1,18 @@
 """From a `[data]` section to the train and eval datasets a TRL trainer takes: load, detect, convert, split.
 
-    prepared = prepare_datasets(cfg.data, "sft", seed=cfg.train.seed)
+    prepared = prepare_datasets(cfg.data, "dpo", seed=cfg.train.seed)
     prepared.train, prepared.eval      # datasets.Dataset in TRL's format (prepared.trl_format)
-    prepared.report.summary()          # "sft.jsonl: 2000 rows read, 1990 kept; dropped 10 (...)"
+    prepared.report.summary()          # "dpo.jsonl: 2000 rows read, 1990 kept; dropped 10 (...)"
+
+What each technique gets (prepared.trl_format, and the columns of its rows):
+
+    sft     text                 {"text"}
+            messages             {"messages": turns}
+            prompt_completion    {"prompt", "completion"}               strings, or turns
+    reward  preference           {"prompt", "chosen", "rejected"}       strings, or turns
+            preference_implicit  {"chosen", "rejected"}                 whole conversations (or texts)
+    dpo     preference           {"prompt", "chosen", "rejected"}       implicit pairs have their prompt extracted
+    grpo    prompt_only          {"prompt", ["answer"], ...}            the source's other columns kept as they are
 
 Row order: `data.max_rows` keeps the first N rows of the split (after any slice such as
 "train[:5000]"), in file order, so a quick try reads only the head of the file. The eval rows held
@@ -13,15 +23,30 @@ Imports datasets, never torch or textual.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import datasets
+import pyarrow as pa
 
 from smoltrain.config.schema import DataSection
-from smoltrain.engine.data.convert import convert_rows
+from smoltrain.engine.data.convert import Converter, convert_rows, sft_converter
+from smoltrain.engine.data.convert_preference import preference_converter
+from smoltrain.engine.data.convert_prompts import prompt_converter
 from smoltrain.engine.data.detect import Detected, detect
 from smoltrain.engine.data.load import LoadedData, is_local, is_split_spec, load_split
 from smoltrain.errors import DataError
+
+# Which module converts rows to each TRL format.
+_CONVERTERS: dict[str, Callable[[Detected], Converter]] = {
+    "text": sft_converter,
+    "messages": sft_converter,
+    "prompt_completion": sft_converter,
+    "preference": preference_converter,
+    "preference_implicit": preference_converter,
+    "prompt_only": prompt_converter,
+}
 
 
 @dataclass
@@ -50,8 +75,12 @@ class DataReport:
 class PreparedData:
     train: datasets.Dataset
     eval: datasets.Dataset | None
-    format: str  # the shape found in the source: text, messages, prompt_completion, instruction, sharegpt
-    trl_format: str  # what train/eval hold: "text" | "messages" | "prompt_completion"
+    # The shape found in the source: text, messages, sharegpt, prompt_completion, instruction, preference,
+    # preference_implicit, hh_rlhf or prompt_only (detect.SHAPES).
+    format: str
+    # What train/eval hold: "text" | "messages" | "prompt_completion" (sft), "preference" | "preference_implicit"
+    # (reward; dpo always gets "preference"), "prompt_only" (grpo). See the table above.
+    trl_format: str
     report: DataReport  # the training source (all its rows, before eval_fraction is held out)
     eval_report: DataReport | None = None  # set when data.eval_split names a separate split
 
@@ -75,6 +104,13 @@ def prepare_datasets(data: DataSection, technique: str, *, seed: int) -> Prepare
                 hint="use eval data of the same shape as the training data, or drop data.eval_split",
             )
         eval_ds, eval_report = _convert(eval_loaded, eval_detected)
+        if set(eval_ds.column_names) != set(train.column_names):
+            # GRPO passes the other columns to the reward functions: eval rows need the same ones.
+            raise DataError(
+                f"{eval_loaded.source}: the eval rows have columns {', '.join(eval_ds.column_names)} but the training "
+                f"rows ({loaded.source}) have {', '.join(train.column_names)}",
+                hint="give both splits the same columns, or drop data.eval_split",
+            )
     elif data.eval_fraction > 0:
         train, eval_ds = _hold_out(train, data.eval_fraction, seed, loaded.source)
 
@@ -108,8 +144,8 @@ def _convert(loaded: LoadedData, detected: Detected) -> tuple[datasets.Dataset, 
     rows = loaded.rows
     if isinstance(rows, datasets.Dataset):
         # Arrow -> Python for the needed columns only, in one pass: much faster than row by row.
-        rows = rows.select_columns(sorted(set(detected.fields.values()))).to_list()
-    converted = convert_rows(rows, detected)
+        rows = rows.select_columns(sorted({*detected.fields.values(), *detected.keep})).to_list()
+    converted = convert_rows(rows, _CONVERTERS[detected.trl_format](detected))
     read, kept = len(rows), len(converted.rows)
     dropped = dict(converted.dropped.most_common())
     first_at = {reason: loaded.where(i) for reason, i in converted.first_at.items()}
@@ -122,7 +158,28 @@ def _convert(loaded: LoadedData, detected: Detected) -> tuple[datasets.Dataset, 
             hint="fix or remove those rows, or check data.format and data.columns",
         )
     report = DataReport(loaded.source, read, kept, dropped, first_at)
-    return datasets.Dataset.from_list(converted.rows), report
+    return _to_dataset(converted.rows, loaded.source), report
+
+
+def _to_dataset(rows: list[dict[str, Any]], source: str) -> datasets.Dataset:
+    try:
+        return datasets.Dataset.from_list(rows)
+    except pa.ArrowException as e:
+        # Columns passed on as they are (GRPO) may mix types between rows, which Arrow cannot store.
+        column = next((c for c in rows[0] if not _one_type([r.get(c) for r in rows])), None)
+        where = f"column {column!r} holds" if column else "a column holds"
+        raise DataError(
+            f"{source}: {where} values of different types in different rows ({e})",
+            hint="give every row the same type in that column (for example all strings), or remove the column",
+        ) from None
+
+
+def _one_type(values: list[Any]) -> bool:
+    try:
+        pa.array(values)
+    except pa.ArrowException:
+        return False
+    return True
 
 
 def _kind(detected: Detected) -> str:

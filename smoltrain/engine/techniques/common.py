@@ -8,13 +8,26 @@ Runs in the worker. Never imports textual.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from smoltrain.config.schema import RunConfig
+from smoltrain.engine.events import Emit
 from smoltrain.engine.model import LoadedModel
+
+
+@dataclass
+class StageContext:
+    """What a technique needs from the run around it, besides the config, model and data."""
+
+    output_dir: Path  # checkpoints go here
+    callbacks: list[Any]
+    emit: Emit
+    stage: int
+    resolve_model: Callable[[str], Path]  # an earlier stage's name or a run folder -> a trained model's folder
 
 
 def resolve_optimizer(setting: str, device: str) -> str:

@@ -8,13 +8,12 @@ Runs in the worker. Never imports textual.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from smoltrain.config.schema import RunConfig
 from smoltrain.engine.data import PreparedData
 from smoltrain.engine.model import LoadedModel
-from smoltrain.engine.techniques.common import training_kwargs
+from smoltrain.engine.techniques.common import StageContext, training_kwargs
 from smoltrain.errors import ModelError
 
 
@@ -29,7 +28,7 @@ def loss_target(cfg: RunConfig, data: PreparedData) -> str:
     return "all tokens (plain text has no completion to single out)"
 
 
-def build_trainer(cfg: RunConfig, loaded: LoadedModel, data: PreparedData, output_dir: Path, callbacks: list[Any]) -> Any:
+def build_trainer(cfg: RunConfig, loaded: LoadedModel, data: PreparedData, ctx: StageContext) -> Any:
     from trl import SFTConfig, SFTTrainer
 
     if data.trl_format == "messages" and not getattr(loaded.tokenizer, "chat_template", None):
@@ -39,7 +38,7 @@ def build_trainer(cfg: RunConfig, loaded: LoadedModel, data: PreparedData, outpu
         )
     completion_only = cfg.sft.loss_on == "completion"
     args = SFTConfig(
-        **training_kwargs(cfg, loaded, output_dir, has_eval=data.eval is not None),
+        **training_kwargs(cfg, loaded, ctx.output_dir, has_eval=data.eval is not None),
         max_length=cfg.train.max_length,
         packing=cfg.sft.packing,
         assistant_only_loss=completion_only and data.trl_format == "messages",
@@ -52,5 +51,5 @@ def build_trainer(cfg: RunConfig, loaded: LoadedModel, data: PreparedData, outpu
         train_dataset=data.train,
         eval_dataset=data.eval,
         processing_class=loaded.tokenizer,
-        callbacks=callbacks,
+        callbacks=ctx.callbacks,
     )

@@ -1,0 +1,40 @@
+"""Reward model: learn to score answers from preference pairs, through TRL's RewardTrainer.
+
+The model is the (4-bit) base with a fresh one-logit classification head, trained in full, and
+LoRA adapters on the body (see model.py). The loss pushes the chosen answer's score above the
+rejected one's; `eval_accuracy` is the share of held-out pairs ranked right. The saved folder
+(adapter + head) can score completions as a GRPO reward (`name = "reward_model"`).
+
+Runs in the worker. Never imports textual.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smoltrain.config.schema import RunConfig
+from smoltrain.engine.data import PreparedData
+from smoltrain.engine.model import LoadedModel
+from smoltrain.engine.techniques.common import StageContext, training_kwargs
+
+
+def loss_target(cfg: RunConfig, data: PreparedData) -> str:
+    return "pairwise: chosen scored above rejected"
+
+
+def build_trainer(cfg: RunConfig, loaded: LoadedModel, data: PreparedData, ctx: StageContext) -> Any:
+    from trl import RewardConfig, RewardTrainer
+
+    args = RewardConfig(
+        **training_kwargs(cfg, loaded, ctx.output_dir, has_eval=data.eval is not None),
+        max_length=cfg.train.max_length,
+        center_rewards_coefficient=cfg.reward.center_rewards_coefficient,
+    )
+    return RewardTrainer(
+        model=loaded.model,
+        args=args,
+        train_dataset=data.train,
+        eval_dataset=data.eval,
+        processing_class=loaded.tokenizer,
+        callbacks=ctx.callbacks,
+    )
