@@ -46,6 +46,9 @@ class Printer:
         self._stage_first_step = 0
         self._bar_shown = False
         self._last_plain = 0.0
+        self._last_technique = ""
+        self._sample_every = 1
+        self._sample_step: int | None = None
         self.last_eval_loss: dict[int, float] = {}
 
     def line(self, text: str) -> None:
@@ -62,6 +65,7 @@ class Printer:
             self.line(f"  trainable parameters: {event.trainable_params:,} of {event.total_params:,}")
         elif isinstance(event, StageStarted):
             self._stage_start, self._stage_first_step = time.time(), 0
+            self._sample_every, self._sample_step = max(1, event.max_steps // 10), None
             self.line(f"stage {event.stage + 1}: {event.technique}, {event.max_steps} steps")
             self.line(f"  data: {event.data}")
         elif isinstance(event, Metrics):
@@ -73,15 +77,23 @@ class Printer:
         elif isinstance(event, Checkpoint):
             self.line(f"checkpoint saved: {event.path}")
         elif isinstance(event, Sample):
-            self.line(f"sample ({event.label}, reward {_num(event.reward)}): {event.completion[:120]!r}")
+            self._sample(event)
         elif isinstance(event, Warning):
             self.line(f"warning: {event.message}" + (f" (hint: {event.hint})" if event.hint else ""))
         elif isinstance(event, StageFinished):
+            self._last_technique = event.technique
             self.line(f"stage {event.stage + 1} ({event.technique}) done at step {event.step}: {event.output_dir}")
         elif isinstance(event, RunFinished):
             self._finished(event)
         elif isinstance(event, RunFailed):
             self._failed(event)
+
+    def _sample(self, event: Sample) -> None:
+        """Best and worst completions, about ten times a stage: every step would drown the log."""
+        if self._sample_step is not None and event.step != self._sample_step and event.step - self._sample_step < self._sample_every:
+            return
+        self._sample_step = event.step
+        self.line(f"sample @ step {event.step} ({event.label}, reward {_num(event.reward)}): {event.completion[:100]!r}")
 
     def _progress(self, event: Metrics) -> None:
         now = time.time()
@@ -120,7 +132,8 @@ class Printer:
         self.line(f"done: {event.step} steps in {took}")
         if event.final_dir:
             self.line(f"  adapter and tokenizer: {event.final_dir}")
-            self.line("  load it with peft.AutoPeftModelForCausalLM.from_pretrained(<that folder>)")
+            auto_class = "AutoPeftModelForSequenceClassification" if self._last_technique == "reward" else "AutoPeftModelForCausalLM"
+            self.line(f"  load it with peft.{auto_class}.from_pretrained(<that folder>)")
 
     def _failed(self, event: RunFailed) -> None:
         if event.user_error:

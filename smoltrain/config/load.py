@@ -11,6 +11,7 @@ Imports pydantic and the stdlib only (no torch).
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 import typing
 from pathlib import Path
@@ -28,7 +29,8 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 # Keys whose values may name a local file or folder.
-LOCAL_PATH_KEYS = (("model", "name_or_path"), ("data", "path"))
+LOCAL_PATH_KEYS = (("model", "name_or_path"), ("data", "path"), ("data", "eval_split"))
+REWARD_PATH_KEYS = ("path", "model")  # a python reward's file; a reward model's run folder
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -51,19 +53,32 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, set[str]]:
-    """Apply overrides in place; returns {dotted key: origin} so errors can name the --set."""
+    """Apply overrides in place; returns {dotted key: origin} so errors can name the --set.
+
+    A pipeline stage is addressed by its index: `--set stages[1].train.max_steps=10`."""
     origins: dict[str, set[str]] = {}
     for text in overrides:
         path, value = parse_override(text)
-        node = raw
+        node: Any = raw
         for part in path[:-1]:
-            child = node.setdefault(part, {})
+            name, index = _split_index(part)
+            child = node.setdefault(name, {})
+            if index is not None:
+                if not isinstance(child, list) or index >= len(child):
+                    raise ConfigError(f"--set {text!r}: there is no {name}[{index}]", hint=f"{name} has {len(child) if isinstance(child, list) else 0} entries, counted from 0")
+                child = child[index]
             if not isinstance(child, dict):
                 raise ConfigError(f"--set {text!r}: {part} is a value, not a section", hint="check the key's spelling")
             node = child
         node[path[-1]] = value
         origins.setdefault(".".join(path), set()).add(f"--set {text}")
     return origins
+
+
+def _split_index(part: str) -> tuple[str, int | None]:
+    """`stages[1]` -> ("stages", 1); `train` -> ("train", None)."""
+    match = re.fullmatch(r"(\w+)\[(\d+)\]", part)
+    return (match.group(1), int(match.group(2))) if match else (part, None)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -131,17 +146,31 @@ def dump_config(cfg: RunConfig) -> str:
 
 
 def _resolve_local_paths(raw: dict[str, Any], base: Path) -> None:
-    for section, key in LOCAL_PATH_KEYS:
-        value = raw.get(section, {}).get(key) if isinstance(raw.get(section), dict) else None
-        if not isinstance(value, str) or not value:
-            continue
-        candidate = Path(value).expanduser()
-        if candidate.is_absolute():
-            continue
-        for root in (base, Path.cwd()):
-            if (root / candidate).exists():
-                raw[section][key] = str((root / candidate).resolve())
-                break
+    """Make relative local paths absolute, in the top level and in every stage."""
+    tables = [raw, *(stage for stage in raw.get("stages", []) if isinstance(stage, dict))]
+    for table in tables:
+        for section, key in LOCAL_PATH_KEYS:
+            if isinstance(table.get(section), dict):
+                _resolve_key(table[section], key, base)
+        grpo = table.get("grpo")
+        rewards = grpo.get("rewards", []) if isinstance(grpo, dict) else []
+        for reward in rewards if isinstance(rewards, list) else []:
+            if isinstance(reward, dict):
+                for key in REWARD_PATH_KEYS:
+                    _resolve_key(reward, key, base)
+
+
+def _resolve_key(table: dict[str, Any], key: str, base: Path) -> None:
+    value = table.get(key)
+    if not isinstance(value, str) or not value:
+        return
+    candidate = Path(value).expanduser()
+    if candidate.is_absolute():
+        return
+    for root in (base, Path.cwd()):
+        if (root / candidate).exists():
+            table[key] = str((root / candidate).resolve())
+            return
 
 
 def _config_error(exc: ValidationError, source: str, origins: dict[str, set[str]], prefix: str = "") -> ConfigError:

@@ -68,7 +68,7 @@ class EventCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict[str, Any] | None = None, **kw: Any
     ) -> None:
         logs = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float)) and k not in _SUMMARY_KEYS}
-        if set(logs) <= {"epoch"}:  # the end-of-training summary: nothing per-step left in it
+        if set(logs) <= {"epoch", "num_input_tokens_seen"}:  # the end-of-training summary: nothing per-step left
             return
         position = {"step": state.global_step, "max_steps": state.max_steps, "stage": self.stage}
         if any(k.startswith("eval_") for k in logs):

@@ -30,7 +30,7 @@ def build_trainer(cfg: RunConfig, loaded: LoadedModel, data: PreparedData, ctx: 
         max_length=cfg.train.max_length,
         center_rewards_coefficient=cfg.reward.center_rewards_coefficient,
     )
-    return RewardTrainer(
+    trainer = RewardTrainer(
         model=loaded.model,
         args=args,
         train_dataset=data.train,
@@ -38,3 +38,14 @@ def build_trainer(cfg: RunConfig, loaded: LoadedModel, data: PreparedData, ctx: 
         processing_class=loaded.tokenizer,
         callbacks=ctx.callbacks,
     )
+    _keep_head_in_float32(trainer.model)
+    return trainer
+
+
+def _keep_head_in_float32(model: Any) -> None:
+    """TRL casts every trainable parameter of a 4-bit model to bfloat16, the new score head included.
+    LoRA layers cast their input to match, a plain Linear head does not: in a float32 run (CPU) the
+    head then fails, and under bf16 autocast a float32 head is simply more precise. It is tiny."""
+    for name, param in model.named_parameters():
+        if param.requires_grad and "modules_to_save" in name:
+            param.data = param.data.float()

@@ -1,0 +1,43 @@
+"""A four-stage pipeline runs each stage from the previous policy's merged result and keeps every stage's output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from smoltrain.config.presets import PRESETS_DIR
+from tests.conftest import run_preset
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_pipeline_chains_stages(tmp_path):
+    short = [f"stages[{i}].train.max_steps=2" for i in range(4)]
+    run = run_preset(
+        PRESETS_DIR / "demo.toml",
+        tmp_path,
+        [*short, "stages[3].train.micro_batch_size=8", "grpo.max_completion_length=8", "train.eval_steps=2"]
+        + [f"stages[{i}].data.max_rows=64" for i in range(4)],
+    )
+    assert run.exit_code == 0, (run.run_dir / "worker.log").read_text()[-3000:]
+
+    started = [(e.stage, e.technique, e.model) for e in run.of_type("stage_started")]
+    assert [s[1] for s in started] == ["sft", "reward", "dpo", "grpo"]
+    stages = run.run_dir / "stages"
+    # SFT starts from the base; the reward model and DPO from SFT's merged result; GRPO from DPO's.
+    assert started[0][2].endswith("tiny-llama")
+    assert started[1][2] == started[2][2] == str(stages / "sft" / "merged")
+    assert started[3][2] == str(stages / "dpo" / "merged")
+    assert not (stages / "reward" / "merged").exists(), "a reward model never becomes the policy"
+    assert not (stages / "grpo" / "merged").exists(), "the last stage is not merged"
+
+    for name in ("sft", "reward", "dpo", "grpo"):
+        assert (stages / name / "final" / "adapter_model.safetensors").exists()
+    final_adapter = json.loads((run.run_dir / "final" / "adapter_config.json").read_text())
+    assert final_adapter["base_model_name_or_path"] == str(stages / "dpo" / "merged")
+
+    assert {m.stage for m in run.of_type("metrics")} == {0, 1, 2, 3}
+    grpo_metrics = [m.values for m in run.of_type("metrics") if m.stage == 3 and "reward" in m.values]
+    assert "rewards/reward_model/mean" in grpo_metrics[-1] and "rewards/math_answer/mean" in grpo_metrics[-1]
+    assert run.of_type("run_finished")[0].status == "completed"

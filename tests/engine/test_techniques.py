@@ -1,0 +1,63 @@
+"""Reward modelling, DPO and GRPO train a few steps of the tiny 4-bit model and log their own metrics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from smoltrain.config.presets import PRESETS_DIR
+from tests.conftest import run_preset
+
+pytestmark = pytest.mark.slow
+QUICK = ["train.max_steps=4", "train.eval_steps=4", "train.logging_steps=1", "train.save_steps=100"]
+
+
+def worker_log(run) -> str:
+    return (run.run_dir / "worker.log").read_text()[-3000:]
+
+
+def test_reward_model_logs_pairwise_accuracy(tmp_path):
+    run = run_preset(PRESETS_DIR / "demo-reward.toml", tmp_path, [*QUICK, "data.max_rows=200"])
+    assert run.exit_code == 0, worker_log(run)
+    assert run.of_type("run_started")[0].active["4bit"].startswith("on")
+    evals = run.of_type("eval")
+    assert evals and 0.0 <= evals[-1].values["eval_accuracy"] <= 1.0 and "eval_margin" in evals[-1].values
+    adapter = run.run_dir / "final" / "adapter_config.json"
+    assert '"SEQ_CLS"' in adapter.read_text(), "the reward model is saved as a sequence classifier"
+
+
+def test_dpo_logs_rewards_and_margins(tmp_path):
+    run = run_preset(PRESETS_DIR / "demo-dpo.toml", tmp_path, [*QUICK, "data.max_rows=200"])
+    assert run.exit_code == 0, worker_log(run)
+    metrics = [m.values for m in run.of_type("metrics") if "loss" in m.values]
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
+        assert key in metrics[-1], f"DPO metric {key} missing"
+    assert "eval_rewards/accuracies" in run.of_type("eval")[-1].values
+    # The reference is the model with adapters off: at the first step policy == reference, margins start at 0.
+    assert abs(metrics[0]["rewards/margins"]) < 1e-3
+
+
+def test_grpo_logs_each_reward_and_emits_samples(tmp_path):
+    # demo-grpo is SFT (to learn the answer format) then GRPO; both cut short here.
+    run = run_preset(
+        PRESETS_DIR / "demo-grpo.toml",
+        tmp_path,
+        ["stages[0].train.max_steps=2", "stages[1].train.max_steps=2", "stages[1].train.micro_batch_size=4",
+         "grpo.num_generations=4", "grpo.max_completion_length=8", "stages[0].data.max_rows=32",
+         "stages[1].data.max_rows=16"],
+    )  # fmt: skip
+    assert run.exit_code == 0, worker_log(run)
+    assert [s.technique for s in run.of_type("stage_started")] == ["sft", "grpo"]
+    last = [m.values for m in run.of_type("metrics") if "reward" in m.values][-1]
+    assert "rewards/math_answer/mean" in last and math.isfinite(last["reward_std"])
+    samples = run.of_type("sample")
+    assert {s.label for s in samples} == {"best", "worst"}
+    assert all(s.completion and "math_answer" in s.rewards for s in samples)
+
+
+def test_wrong_data_shape_for_a_technique_names_what_is_expected(tmp_path):
+    run = run_preset(PRESETS_DIR / "demo-dpo.toml", tmp_path, [f"data.path={PRESETS_DIR.parent / 'assets/data/sft.jsonl'}"])
+    assert run.exit_code == 2
+    failed = run.of_type("run_failed")[0]
+    assert "dpo needs preference pairs" in failed.message and "found columns: messages" in failed.message
