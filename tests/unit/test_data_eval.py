@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +10,7 @@ import pytest
 from smoltrain.config.schema import DataSection
 from smoltrain.engine.data import PreparedData, prepare_datasets
 from smoltrain.errors import DataError
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return str(path)
+from tests.unit.datakit import write_jsonl
 
 
 def texts(n: int, prefix: str = "row") -> list[dict[str, str]]:

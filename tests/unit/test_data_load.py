@@ -9,26 +9,7 @@ from typing import Any
 
 import pytest
 
-from smoltrain.config.schema import DataSection
-from smoltrain.engine.data import PreparedData, prepare_datasets
-from smoltrain.errors import DataError
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return str(path)
-
-
-def prepare(path: str, **data: Any) -> PreparedData:
-    data.setdefault("eval_fraction", 0.0)
-    return prepare_datasets(DataSection(path=path, **data), "sft", seed=0)
-
-
-def error_for(path: str, **data: Any) -> DataError:
-    with pytest.raises(DataError) as err:
-        prepare(path, **data)
-    return err.value
-
+from tests.unit.datakit import error_for, prepare, write_jsonl
 
 TEXTS = [{"text": f"row {i}"} for i in range(10)]
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from smoltrain.config.schema import DataSection
-from smoltrain.engine.data import PreparedData, prepare_datasets
+from smoltrain.engine.data import PreparedData
 from smoltrain.errors import DataError
+from tests.unit import datakit
+from tests.unit.datakit import write_jsonl
+
+
+def prepare(path: str, technique: str = "dpo", **data: Any) -> PreparedData:
+    return datakit.prepare(path, technique, **data)
 
 SYSTEM = {"role": "system", "content": "Answer briefly."}
 USER = {"role": "user", "content": "What colour is the sky?"}
@@ -18,14 +22,8 @@ GOOD = {"role": "assistant", "content": "Blue."}
 BAD = {"role": "assistant", "content": "Green."}
 
 
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return str(path)
 
 
-def prepare(path: str, technique: str = "dpo", **data: Any) -> PreparedData:
-    data.setdefault("eval_fraction", 0.0)
-    return prepare_datasets(DataSection(path=path, **data), technique, seed=0)
 
 
 @pytest.mark.parametrize("technique", ["reward", "dpo"])

@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from smoltrain.config.schema import DataSection
-from smoltrain.engine.data import PreparedData, prepare_datasets
+from smoltrain.engine.data import PreparedData
 from smoltrain.errors import DataError
+from tests.unit import datakit
+from tests.unit.datakit import write_jsonl
+
+
+def prepare(path: str, **data: Any) -> PreparedData:
+    return datakit.prepare(path, "grpo", **data)
 
 SYSTEM = {"role": "system", "content": "Show your work, then the answer after ####."}
 USER = {"role": "user", "content": "What is 2 + 3?"}
 ANSWER = {"role": "assistant", "content": "2 + 3 = 5.\n#### 5"}
 
 
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return str(path)
 
 
-def prepare(path: str, **data: Any) -> PreparedData:
-    data.setdefault("eval_fraction", 0.0)
-    return prepare_datasets(DataSection(path=path, **data), "grpo", seed=0)
 
 
 def test_prompt_turns_with_answer_and_other_columns_kept(tmp_path: Path) -> None:

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from smoltrain.config.schema import DataSection
-from smoltrain.engine.data import PreparedData, prepare_datasets
 from smoltrain.errors import DataError
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return str(path)
-
-
-def prepare(path: str, **data: Any) -> PreparedData:
-    data.setdefault("eval_fraction", 0.0)
-    return prepare_datasets(DataSection(path=path, **data), "sft", seed=0)
+from tests.unit.datakit import prepare, write_jsonl
 
 
 def test_plain_text(tmp_path: Path) -> None:

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from smoltrain.config.schema import DataSection
-from smoltrain.engine.data import PreparedData, prepare_datasets
 from smoltrain.errors import DataError
+from tests.unit.datakit import prepare, write_jsonl
 
 DEMO_DATA = Path(__file__).resolve().parents[2] / "assets" / "data"
 CHAT = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
 
 
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return str(path)
 
 
-def prepare(path: str, technique: str, **data: Any) -> PreparedData:
-    data.setdefault("eval_fraction", 0.0)
-    return prepare_datasets(DataSection(path=path, **data), technique, seed=0)
 
 
 @pytest.mark.parametrize(
