@@ -114,6 +114,7 @@ def _run_stage(
         resolve_model=resolve_model,
     )
     trainer = technique.build_trainer(cfg, loaded, data, ctx)
+    _adapters_in_float32_when_computing_in_float32(trainer.model, loaded.dtype)
     emit(
         StageStarted(
             stage=index,
@@ -136,6 +137,17 @@ def _run_stage(
     del trainer, loaded
     _release_memory()
     return StageResult(final_dir=final_dir, step=step)
+
+
+def _adapters_in_float32_when_computing_in_float32(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """TRL casts the trainable parameters of a 4-bit model to bfloat16 (the QLoRA recipe, right under
+    bf16 autocast on a GPU). In a float32 run (the CPU) bf16 adapters round most AdamW updates away,
+    and the demo's loss diverged after ~25 steps; float32 adapters train smoothly."""
+    if dtype != torch.float32:
+        return
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
 
 
 def _run_started_fields(run_dir: Path, cfg: RunConfig, stage_names: list[str]) -> dict:

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_qlora_sft_trains_saves_and_reports(sft_preset, tmp_path):
-    run = run_preset(sft_preset, tmp_path, ["train.max_steps=30", "train.eval_steps=15", "train.save_steps=15"])
+    qlora = ["quantization.mode=4bit", "train.learning_rate=5e-4"]
+    run = run_preset(sft_preset, tmp_path, [*qlora, "train.max_steps=20", "train.eval_steps=10", "train.save_steps=10"])
     assert run.exit_code == 0, (run.run_dir / "worker.log").read_text()[-3000:]
 
     started = run.of_type("run_started")[0]
@@ -28,24 +29,24 @@ def test_qlora_sft_trains_saves_and_reports(sft_preset, tmp_path):
 
     losses = run.losses()
     assert len(losses) >= 5
-    assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3, f"training loss did not fall: {losses}"
+    assert sum(losses[-2:]) / 2 < 0.95 * sum(losses[:2]) / 2, f"training loss did not fall: {losses}"
     evals = run.eval_losses()
-    assert len(evals) >= 3 and evals[-1] < evals[0], f"eval loss did not fall: {evals}"
+    assert len(evals) == 3 and evals[-1] < evals[0], f"eval loss did not fall: {evals}"
 
     metrics = run.of_type("metrics")
-    assert all(m.max_steps == 30 for m in metrics)
+    assert all(m.max_steps == 20 for m in metrics)
     assert any("tokens_per_second" in m.values and m.values["tokens_per_second"] > 0 for m in metrics)
     assert all("memory_rss_gb" in m.values for m in metrics)
 
     finished = run.of_type("run_finished")[0]
-    assert finished.status == "completed" and finished.step == 30
+    assert finished.status == "completed" and finished.step == 20
     final = run.run_dir / "final"
     assert (final / "adapter_model.safetensors").exists() and (final / "tokenizer_config.json").exists()
     assert json.loads((final / "adapter_config.json").read_text())["r"] == 16
-    assert [c.step for c in run.of_type("checkpoint")] == [15, 30]
-    assert (run.run_dir / "checkpoints" / "checkpoint-30" / "optimizer.pt").exists()
+    assert [c.step for c in run.of_type("checkpoint")] == [10, 20]
+    assert (run.run_dir / "checkpoints" / "checkpoint-20" / "optimizer.pt").exists()
     # The run folder's config is the resolved, re-runnable preset.
-    assert load_config(run.run_dir / "config.toml").train.max_steps == 30
+    assert load_config(run.run_dir / "config.toml").train.max_steps == 20
 
 
 def test_the_saved_adapter_loads_and_generates(sft_preset, tmp_path):

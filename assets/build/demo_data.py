@@ -1,0 +1,98 @@
+"""Write the demo datasets (JSON lines) for SFT, reward modelling, DPO and GRPO in the toy world.
+
+    python assets/build/demo_data.py      # a second or two; writes assets/data/*.jsonl
+
+  sft.jsonl     {"messages": [system, user, assistant, (user, assistant)]}
+  reward.jsonl  {"prompt": [system, user], "chosen": [assistant], "rejected": [assistant]}
+  dpo.jsonl     the same shape as reward.jsonl, a different sample of pairs
+  grpo.jsonl    {"prompt": [system, user], "answer": "12"}  arithmetic; completions end "#### 12"
+
+Assistant replies use the house style the world defines ("7 + 5 = 12.\\n#### 12", "The zorb lives in
+the forest."). A rejected reply is the same sentence with a wrong number or attribute, so length and
+phrasing give nothing away: a model can only prefer the chosen one by knowing the world.
+(Not named datasets.py: this folder is first on sys.path when a script here runs, and would shadow
+the `datasets` library.)
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from world import MATH_SYSTEM_PROMPT, SEED, SYSTEM_PROMPTS, World
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+Message = dict[str, str]
+Row = dict[str, Any]
+
+SYSTEM_RATE = 0.9  # most rows carry a system turn; a few don't, as in real data
+TWO_TURN_RATE = 0.25
+FACT_RATE = 0.4  # share of single questions that ask about a creature rather than arithmetic
+GRPO_HARD_RATE = 0.5  # half the GRPO problems use the rare, larger numbers the model half knows
+
+
+def _msg(role: str, content: str) -> Message:
+    return {"role": role, "content": content}
+
+
+def _system(rng: random.Random) -> list[Message]:
+    return [_msg("system", rng.choice(SYSTEM_PROMPTS))] if rng.random() < SYSTEM_RATE else []
+
+
+def sft_rows(world: World, rng: random.Random, n: int) -> Iterable[Row]:
+    for _ in range(n):
+        messages = _system(rng)
+        for _ in range(2 if rng.random() < TWO_TURN_RATE else 1):
+            item = world.item(rng, FACT_RATE)
+            messages += [_msg("user", item.question(rng)), _msg("assistant", world.reply(item, rng))]
+        yield {"messages": messages}
+
+
+def preference_rows(world: World, rng: random.Random, n: int) -> Iterable[Row]:
+    for _ in range(n):
+        item = world.item(rng, FACT_RATE)
+        yield {
+            "prompt": _system(rng) + [_msg("user", item.question(rng))],
+            "chosen": [_msg("assistant", world.reply(item, rng))],
+            "rejected": [_msg("assistant", world.reply(item, rng, correct=False))],
+        }
+
+
+def grpo_rows(world: World, rng: random.Random, n: int) -> Iterable[Row]:
+    for _ in range(n):
+        problem = world.problem(rng, hard_rate=GRPO_HARD_RATE)
+        system = MATH_SYSTEM_PROMPT if rng.random() < 0.5 else rng.choice(SYSTEM_PROMPTS)
+        yield {
+            "prompt": [_msg("system", system), _msg("user", problem.question(rng))],
+            "answer": str(problem.result),
+        }
+
+
+def write_jsonl(path: Path, rows: Iterable[Row]) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def main() -> None:
+    world = World()
+    # One seeded stream per file, so changing one dataset's size leaves the others as they were.
+    files = {
+        "sft.jsonl": sft_rows(world, random.Random(SEED + 10), 2000),
+        "reward.jsonl": preference_rows(world, random.Random(SEED + 11), 1500),
+        "dpo.jsonl": preference_rows(world, random.Random(SEED + 12), 1500),
+        "grpo.jsonl": grpo_rows(world, random.Random(SEED + 13), 800),
+    }
+    for name, rows in files.items():
+        print(f"{name}: {write_jsonl(DATA_DIR / name, rows)} rows -> {DATA_DIR / name}")
+
+
+if __name__ == "__main__":
+    main()
