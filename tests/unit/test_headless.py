@@ -51,3 +51,13 @@ def test_user_error_shows_message_and_hint_without_traceback():
 
 def test_format_duration():
     assert format_duration(5) == "00:05" and format_duration(3725) == "1:02:05"
+
+
+def test_grpo_samples_are_shown_about_ten_times_a_stage_not_every_step():
+    stream = [ev.StageStarted(stage=0, technique="grpo", max_steps=100, train_rows=8, eval_rows=0, data="d")]
+    for step in range(1, 101):
+        stream += [ev.Sample(step=step, prompt="p", completion=f"best {step}", reward=1.0, label="best"),
+                   ev.Sample(step=step, prompt="p", completion=f"worst {step}", reward=0.0, label="worst")]  # fmt: skip
+    lines = [line for line in render(stream, tty=False).splitlines() if line.startswith("sample")]
+    assert 16 <= len(lines) <= 22, lines
+    assert "best 1'" in lines[0] and "worst 1'" in lines[1], "both ends of a shown step are printed"
