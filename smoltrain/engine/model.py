@@ -143,6 +143,8 @@ def _load_with_transformers(cfg: RunConfig, tokenizer: Any, device: str, dtype: 
     except (OSError, ValueError) as exc:
         raise _not_found(cfg.model.name_or_path, exc) from None
 
+    if device == "cpu" and cfg.quantization.mode == "4bit":
+        _keep_cpu_4bit_weights_trainable(model)
     active["liger"] = _apply_liger(model, cfg.train.kernels, device)
     model.config.use_cache = False  # the KV cache is useless in training and conflicts with checkpointing
     if cfg.lora.enabled:
@@ -157,6 +159,17 @@ def _load_with_transformers(cfg: RunConfig, tokenizer: Any, device: str, dtype: 
     else:
         active["checkpointing"] = "off"
     return LoadedModel(model=model, tokenizer=tokenizer, device=device, dtype=dtype, backend="hf", active=active)
+
+
+def _keep_cpu_4bit_weights_trainable(model: Any) -> None:
+    """bitsandbytes 0.50 on CPUs with AVX512-BF16 repacks a 4-bit layer's weights the first time it
+    runs in eval mode; afterwards the loss is still right but the gradients through it are wrong
+    (after the first evaluation, SFT loss rose instead of falling). Turning the repack off fixes it."""
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit) and hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 def _apply_liger(model: Any, kernels: str, device: str) -> str:
