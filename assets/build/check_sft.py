@@ -29,11 +29,25 @@ QUESTIONS = ["What is 7 + 5?", "How much is 9 times 8?", "Where does the zorb li
 Chat = list[dict[str, str]]
 
 
+def keep_cpu_4bit_weights_trainable(model: torch.nn.Module) -> None:
+    """bitsandbytes 0.50 on a CPU with AVX512-BF16 repacks a Linear4bit's weight for speed at its
+    first eval-mode forward (an eval, a generate); backward through the repacked weight then gives
+    wrong gradients while the loss still looks right, so a QLoRA run that evaluates stops learning
+    or diverges. Turning the repacking off keeps training correct."""
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+
+
 def sft(model_dir: Path, steps: int, lr: float, four_bit: bool) -> tuple[Any, PreTrainedTokenizerBase]:
     """Train the LoRA, print the eval losses; returns the adapted model and the tokenizer."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4") if four_bit else None
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, quantization_config=quantization)
+    if four_bit:
+        keep_cpu_4bit_weights_trainable(model)
     data = load_dataset("json", data_files=str(ASSETS / "data" / "sft.jsonl"), split="train")
     split = data.train_test_split(test_size=200, seed=0)
     with tempfile.TemporaryDirectory() as out_dir:

@@ -1,7 +1,7 @@
 """Pretrain the tiny Llama "base model" on plain text about the toy world (no chat markup).
 
 Needs the tokenizer in assets/tiny-llama/ (assets/build/tokenizer.py). Writes config.json,
-generation_config.json and model.safetensors (float32) next to it. About 3-4 minutes on 2 CPU cores:
+generation_config.json and model.safetensors (float32) next to it. About 3.5 minutes on 2 idle CPU cores:
 
     python assets/build/pretrain.py
 

@@ -5,8 +5,8 @@ Takes a few seconds. Run it (or assets/build/all.py, which runs every step) from
 
     python assets/build/tokenizer.py
 
-Special tokens: <|endoftext|> ends every pretraining document, <|pad|> pads, <|im_start|> and
-<|im_end|> frame chat turns. eos is <|im_end|>, so generation stops after an assistant turn.
+Special tokens: <|endoftext|> and <|im_end|> end pretraining documents, <|pad|> pads, <|im_start|>
+and <|im_end|> frame chat turns. eos is <|im_end|>, so generation stops after an assistant turn.
 The assistant's reply and its closing <|im_end|> sit inside {% generation %} ... {% endgeneration %},
 so `apply_chat_template(..., return_assistant_tokens_mask=True)` masks exactly what the assistant says
 (TRL's SFTTrainer with assistant_only_loss=True relies on this).
