@@ -1,0 +1,256 @@
+"""Peak GPU memory of a run, component by component, from the preset and the model's config.json.
+
+What is resident the whole run (base weights as bitsandbytes stores them, the trainable adapters
+with their gradients and optimizer state, the CUDA context) is added to the largest of the
+technique's phases: SFT and reward models have one (forward+backward); DPO's policy forward is
+followed by a reference pass with the adapters off, before the backward; GRPO alternates between
+generating (num_generations completions per prompt with a KV cache) and training on them. The
+formulas and their sources are in docs/memory.md.
+
+Imports no torch: the CLI and the TUI estimate on machines without the ML stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from smoltrain.config.load import stage_configs
+from smoltrain.config.schema import RunConfig
+from smoltrain.memory.activations import FP32, ActivationModel
+from smoltrain.memory.shapes import ModelShape, read_model_config
+
+GIB = 1024**3
+# Not seen by torch.cuda.memory_allocated but by nvidia-smi: the CUDA context with its kernels and
+# the cuBLAS/cuDNN workspaces; about 0.4-0.8 GiB on Ampere/Ada with lazy module loading.
+CUDA_CONTEXT_GIB = 0.6
+ALLOCATOR_SLACK = 0.05  # the caching allocator's fragmentation, as a share of what comes and goes
+# bitsandbytes NF4: 4 bits per weight plus one absmax per block of 64 weights, fp32 (32/64 bits per
+# weight) or, with double quantization, 8-bit (8/64) plus a fp32 absmax per 256 blocks (32/16384).
+NF4_BITS = {False: 4 + 32 / 64, True: 4 + 8 / 64 + 32 / (64 * 256)}
+# 8-bit AdamW: two uint8 states per parameter plus a fp32 absmax per block of 256, per state.
+ADAM_8BIT_BYTES = 2 + 2 * FP32 / 256
+LIGER_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text"}
+
+Rows = list[tuple[str, float]]
+
+
+@dataclass
+class MemoryEstimate:
+    """Peak GPU memory of a run: `rows` add up to `total_gb` (GiB)."""
+
+    rows: Rows
+    total_gb: float
+    gpu_mem_gb: float | None
+    summary: str = ""  # what was estimated: model, technique, batch shape
+    other_rows: Rows = field(default_factory=list)  # phases that do not coincide with the peak
+    notes: list[str] = field(default_factory=list)
+    stage: str | None = None  # a pipeline's peak stage
+    stages: Rows = field(default_factory=list)  # a pipeline's stages and their totals
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.gpu_mem_gb is None else self.total_gb <= self.gpu_mem_gb
+
+    @property
+    def verdict(self) -> str:
+        if self.gpu_mem_gb is None:
+            return f"needs about {self.total_gb:.1f} GiB (no GPU size given)"
+        if self.fits:
+            return f"fits with {self.gpu_mem_gb - self.total_gb:.1f} GiB to spare"
+        return f"does not fit: needs {self.total_gb:.1f} GiB of {self.gpu_mem_gb:g}"
+
+    def render_table(self) -> str:
+        width = max([len(name) for name, _ in self.rows + self.other_rows + self.stages] + [40])
+        lines = [self.summary] if self.summary else []
+        for name, stage_total in self.stages:
+            mark = "  <- peak" if name == self.stage else ""
+            lines.append(f"  stage {name:<{width - 6}} {stage_total:6.2f} GiB{mark}")
+        if self.stages:
+            lines.append(f"peak stage {self.stage}:")
+        lines += [f"  {name:<{width}} {gib:6.2f}" for name, gib in self.rows]
+        lines.append(f"  {'-' * width} ------")
+        lines.append(f"  {'total (GiB)':<{width}} {self.total_gb:6.2f}")
+        if self.gpu_mem_gb is not None:
+            lines.append(f"  {'GPU memory (GiB)':<{width}} {self.gpu_mem_gb:6.2f}")
+        if self.other_rows:
+            lines.append("  not at the peak (another phase of the step):")
+            lines += [f"    {name:<{width - 2}} {gib:6.2f}" for name, gib in self.other_rows]
+        lines += [f"  note: {note}" for note in self.notes]
+        lines.append(f"verdict: {self.verdict}")
+        return "\n".join(lines)
+
+
+def load_shape(cfg: RunConfig, model_config: str | Path | dict[str, Any] | None = None) -> ModelShape:
+    """The model's shape: from a given config dict or file, or found by model.name_or_path."""
+    if isinstance(model_config, dict):
+        return ModelShape.from_config(model_config)
+    return ModelShape.from_config(read_model_config(cfg.model.name_or_path, cfg.model.revision, model_config))
+
+
+def estimate(
+    cfg: RunConfig, gpu_mem_gb: float | None = None, model_config: str | Path | dict[str, Any] | None = None
+) -> MemoryEstimate:
+    """Estimate the peak GPU memory of `cfg`; for a pipeline, of its most demanding stage."""
+    shape = load_shape(cfg, model_config)
+    return estimate_with_shape(cfg, shape, gpu_mem_gb)
+
+
+def estimate_with_shape(cfg: RunConfig, shape: ModelShape, gpu_mem_gb: float | None = None) -> MemoryEstimate:
+    stages = stage_configs(cfg)
+    results = [(name, estimate_stage(stage, shape, gpu_mem_gb)) for name, stage in stages]
+    name, peak = max(results, key=lambda item: item[1].total_gb)
+    if len(stages) > 1 or cfg.stages:
+        peak.stage = name
+        peak.stages = [(n, r.total_gb) for n, r in results]
+    return peak
+
+
+def estimate_stage(cfg: RunConfig, shape: ModelShape, gpu_mem_gb: float | None) -> MemoryEstimate:
+    """One technique's peak: resident rows + the largest phase + context and allocator slack."""
+    train, e = cfg.train, 4 if cfg.model.dtype == "float32" else 2
+    notes: list[str] = []
+    resident = _weight_rows(cfg, shape, e) + _trainable_rows(cfg, shape, e)
+    act = ActivationModel(
+        shape=shape, act_bytes=e, lora_rank=cfg.lora.rank if cfg.lora.enabled else None,
+        lora_targets=tuple(lin.name for lin in shape.lora_targets(cfg.lora.target_modules)),
+        lora_dropout=cfg.lora.dropout, liger=_liger_on(cfg, shape), kv_repeated=True,
+    )  # fmt: skip
+    phases = _phases(cfg, shape, act, notes)
+    peak_phase = max(phases, key=lambda p: sum(gib for _, gib in phases[p]))
+    dynamic = phases[peak_phase]
+    slack = ALLOCATOR_SLACK * sum(gib for _, gib in dynamic)
+    rows = resident + dynamic + [("CUDA context + cuBLAS workspace", CUDA_CONTEXT_GIB),
+                                 ("allocator fragmentation (5% of activations)", slack)]  # fmt: skip
+    others = [row for phase, phase_rows in phases.items() if phase != peak_phase for row in phase_rows
+              if row not in dynamic]  # fmt: skip
+    if not shape.known_layout:
+        notes.append(f"model type {shape.model_type!r} is not one smoltrain knows: read as a Llama-like decoder")
+    if train.backend != "hf":
+        notes.append("for the transformers path; Unsloth (backend auto with Unsloth installed) offloads "
+                     "checkpointed activations to the CPU and needs less")  # fmt: skip
+    lora = f"LoRA r={cfg.lora.rank}" if cfg.lora.enabled else "full fine-tuning"
+    quant = "QLoRA 4-bit" if cfg.quantization.mode == "4bit" else "16-bit base"
+    size = f"{shape.total_params / 1e9:.2f}B" if shape.total_params >= 1e8 else f"{shape.total_params / 1e6:.2f}M"
+    summary = (f"{cfg.model.name_or_path} ({size} params): {train.technique}, {quant}, {lora}, "
+               f"micro-batch {train.micro_batch_size} x {train.max_length} tokens, checkpointing "
+               f"{'on' if train.gradient_checkpointing else 'off'}; peak during {peak_phase}")  # fmt: skip
+    total = sum(gib for _, gib in rows)
+    return MemoryEstimate(rows=rows, total_gb=total, gpu_mem_gb=gpu_mem_gb, summary=summary,
+                          other_rows=others, notes=notes)  # fmt: skip
+
+
+def _weight_rows(cfg: RunConfig, shape: ModelShape, e: int) -> Rows:
+    """The frozen base as stored: quantized linear layers, 16-bit norms, biases, embeddings and head."""
+    layers = shape.num_layers
+    dtype = cfg.model.dtype if cfg.model.dtype != "auto" else "bf16"
+    if cfg.quantization.mode == "4bit":
+        bits = NF4_BITS[cfg.quantization.double_quant]
+        weights = sum(lin.in_features * lin.out_features for lin in shape.linears) * bits / 8
+        unquantized = sum(lin.params - lin.in_features * lin.out_features for lin in shape.linears)  # biases
+        per_layer = weights + (unquantized + shape.norm_params_per_layer) * e
+        label = f"base weights: decoder layers (4-bit {cfg.quantization.quant_type}"
+        label += ", double quant)" if cfg.quantization.double_quant else ")"
+        # bitsandbytes dequantizes one layer's weight to the compute dtype for each matmul.
+        largest = max(lin.in_features * lin.out_features for lin in shape.linears) * e
+        extra = [("4-bit dequantization buffer (largest layer)", largest / GIB)]
+    else:
+        per_layer, label, extra = shape.layer_params * e, f"base weights: decoder layers ({dtype})", []
+    rows = [(label, (layers * per_layer + shape.hidden_size * e) / GIB)]
+    tied = " + tied LM head" if shape.tied_embeddings and cfg.train.technique != "reward" else ""
+    rows.append((f"embeddings{tied} ({dtype}, never quantized)", shape.embedding_params * e / GIB))
+    if cfg.train.technique == "reward":
+        # The score head (hidden -> 1) trains in full, in fp32: weight, grad, two Adam states; PEFT
+        # keeps the original beside the trained copy (modules_to_save).
+        rows.append(("reward head (fp32, trained in full)", shape.hidden_size * (4 * FP32 + e) / GIB))
+    elif shape.head_params:
+        rows.append((f"LM head ({dtype}, untied, never quantized)", shape.head_params * e / GIB))
+    return rows + extra
+
+
+def _optimizer_bytes(cfg: RunConfig, param_bytes: int) -> float:
+    if cfg.train.optimizer in ("auto", "paged_adamw_8bit", "adamw_8bit"):  # auto: paged 8-bit on CUDA
+        return ADAM_8BIT_BYTES
+    return 2 * param_bytes  # torch AdamW keeps exp_avg and exp_avg_sq in the parameter's dtype
+
+
+def _trainable_rows(cfg: RunConfig, shape: ModelShape, e: int) -> Rows:
+    opt = "8-bit AdamW" if _optimizer_bytes(cfg, 4) == ADAM_8BIT_BYTES else "AdamW"
+    if cfg.lora.enabled:
+        # PEFT keeps adapters in fp32 (autocast_adapter_dtype) next to bf16/fp16 bases; grads match.
+        n = shape.lora_params(cfg.lora.target_modules, cfg.lora.rank)
+        per_param = FP32 + FP32 + _optimizer_bytes(cfg, FP32)
+        return [(f"LoRA r={cfg.lora.rank} ({n / 1e6:.1f}M): fp32 weights + grads + {opt}", n * per_param / GIB)]
+    n = shape.total_params
+    per_param = e + _optimizer_bytes(cfg, e)
+    return [(f"full fine-tuning ({n / 1e9:.2f}B): grads + {opt} state", n * per_param / GIB)]
+
+
+def _liger_on(cfg: RunConfig, shape: ModelShape) -> bool:
+    """engine/model.py applies Liger's layer kernels on CUDA for the model types Liger supports."""
+    return cfg.train.kernels != "none" and shape.model_type in LIGER_TYPES
+
+
+def grpo_prompt_length(cfg: RunConfig) -> int:
+    """GRPO reads train.max_length as prompt + completion; TRL itself does not truncate the prompt."""
+    return max(cfg.train.max_length - cfg.grpo.max_completion_length, 64)
+
+
+def _phases(cfg: RunConfig, shape: ModelShape, act: ActivationModel, notes: list[str]) -> dict[str, Rows]:
+    """The technique's phases, each a list of rows live at the same time (on top of the resident ones)."""
+    train, ckpt = cfg.train, cfg.train.gradient_checkpointing
+    technique, mb = train.technique, train.micro_batch_size
+    if technique == "grpo":
+        prompt, completion = grpo_prompt_length(cfg), cfg.grpo.max_completion_length
+        n_seq, seq, label_tokens = mb, prompt + completion, mb * completion
+        notes.append(f"GRPO sequences taken as {prompt} prompt + {completion} completion tokens (train.max_length - "
+                     "grpo.max_completion_length); longer prompts cost more")  # fmt: skip
+    else:
+        pairs = 2 if technique in ("dpo", "reward") else 1  # chosen and rejected go through as one batch
+        n_seq, seq = pairs * mb, train.max_length
+        label_tokens = 0 if technique == "reward" else n_seq * seq
+        notes.append(f"{n_seq} sequence(s) of {seq} tokens per micro-batch (every sequence padded to max_length: the worst case)")
+    gib = 1 / GIB
+    saved = act.saved_bytes(n_seq, seq, ckpt) * gib
+    other = act.saved_bytes(n_seq, seq, not ckpt) * gib
+    notes.append(f"activations {'without' if ckpt else 'with'} checkpointing would be {other:.2f} GiB")
+    saved_row = (f"activations ({'checkpointed: layer inputs' if ckpt else 'no checkpointing'})", saved)
+    backward = [(f"backward: {'recomputed layer + ' if ckpt else ''}gradients of one layer",
+                 act.recompute_bytes(n_seq, seq, ckpt) * gib)]  # fmt: skip
+    if label_tokens:
+        backward.append(("LM head: TRL chunked log-probs (no full logits)", act.head_bytes(label_tokens) * gib))
+        notes.append(f"full logits would take {act.full_logits_bytes(label_tokens) * gib:.2f} GiB; TRL's chunked LM head "
+                     "never builds them (nor would Liger's fused cross-entropy)")  # fmt: skip
+    if technique == "grpo":
+        return {"training": [saved_row, *backward], "generation": _generation_rows(cfg, shape, act)}
+    phases = {"backward": [saved_row, *backward]}
+    if technique == "dpo":
+        if cfg.dpo.precompute_ref_log_probs:
+            notes.append("DPO reference log-probs are precomputed before training: no reference pass per step")
+        else:
+            ref = act.forward_only_bytes(n_seq, seq) + act.head_bytes(label_tokens, grad=False)
+            phases["reference pass"] = [saved_row, ("DPO reference pass (adapters off, no grad)", ref * gib)]
+    return phases
+
+
+def _generation_rows(cfg: RunConfig, shape: ModelShape, act: ActivationModel) -> Rows:
+    """GRPO's generation: TRL samples the whole generation batch (micro_batch x grad_accum
+    completions, num_generations per prompt) in one generate() call, with a growing KV cache."""
+    train, e = cfg.train, act.act_bytes
+    n_seq = train.micro_batch_size * train.grad_accum
+    prompt, total = grpo_prompt_length(cfg), grpo_prompt_length(cfg) + cfg.grpo.max_completion_length
+    per_token_kv = shape.num_layers * 2 * shape.num_kv_heads * shape.head_dim * e
+    kv = n_seq * total * per_token_kv
+    # The cache grows by concatenation: one layer's cache exists twice for a moment.
+    grow = kv / shape.num_layers
+    # Prefill of all prompts at once, then logits of the last position only, fp32, with the
+    # softmax and sampling copies beside them.
+    prefill = act.forward_only_bytes(n_seq, prompt)
+    sampling = 3 * n_seq * shape.vocab_size * FP32
+    prompts = n_seq // cfg.grpo.num_generations
+    return [
+        (f"GRPO generation: KV cache ({prompts} prompts x {cfg.grpo.num_generations} = {n_seq} seqs x {total} tokens)",
+         (kv + grow) / GIB),
+        ("GRPO generation: prefill + sampling logits", (prefill + sampling) / GIB),
+    ]  # fmt: skip
