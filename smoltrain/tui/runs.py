@@ -1,0 +1,128 @@
+"""Past runs under `runs/`: what the home screen lists (name, technique, model, status, last metrics, when).
+
+Reads each run's config.toml (as plain TOML, not validated: an old run must still be listed) and
+the tail of its events.jsonl. Stdlib and smoltrain.engine.events only; never imports torch or textual.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from smoltrain.engine.events import Event, Metrics, RunFailed, RunFinished, parse_event
+
+# Enough of the file's end to hold the last metrics and the end event of any run.
+_TAIL_BYTES = 64 * 1024
+# A run without an end event whose events file changed this recently is taken to be training.
+_ALIVE_WITHIN_S = 120.0
+
+
+@dataclass
+class RunInfo:
+    name: str
+    path: Path
+    technique: str
+    model: str
+    status: str  # completed | stopped | failed | running | interrupted | not started
+    when: float  # when the run folder was made (config.toml's mtime)
+    last: dict[str, float] = field(default_factory=dict)  # the last metrics event's values
+    step: int = 0
+    max_steps: int = 0
+
+    @property
+    def events_path(self) -> Path:
+        return self.path / "events.jsonl"
+
+    def last_metrics_text(self) -> str:
+        """'step 40/100  loss 0.213' or '-', for one table cell."""
+        parts = [f"step {self.step}/{self.max_steps}"] if self.max_steps else []
+        for key in ("loss", "reward", "rewards/accuracies", "accuracy"):
+            if key in self.last:
+                parts.append(f"{key.split('/')[-1]} {self.last[key]:.4g}")
+                break
+        return "  ".join(parts) or "-"
+
+    def when_text(self) -> str:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(self.when))
+
+
+def read_tail_events(path: Path, max_bytes: int = _TAIL_BYTES) -> list[Event]:
+    """The complete events in the last `max_bytes` of an events file (a cut first line is skipped)."""
+    if not path.exists():
+        return []
+    with path.open("rb") as f:
+        size = f.seek(0, 2)
+        f.seek(max(0, size - max_bytes))
+        chunk = f.read()
+    events: list[Event] = []
+    for line in chunk.split(b"\n"):
+        if line.strip():
+            try:
+                events.append(parse_event(line.decode("utf-8", errors="replace")))
+            except ValueError:
+                continue
+    return events
+
+
+def _describe_config(raw: dict[str, Any]) -> tuple[str, str]:
+    model = str(raw.get("model", {}).get("name_or_path", "?"))
+    stages = raw.get("stages") or []
+    if stages:
+        technique = " > ".join(str(s.get("technique", "?")) for s in stages if isinstance(s, dict))
+    else:
+        technique = str(raw.get("train", {}).get("technique", "sft"))
+    return technique, model
+
+
+def run_status(events: list[Event], events_path: Path) -> str:
+    for event in reversed(events):
+        if isinstance(event, RunFinished):
+            return event.status
+        if isinstance(event, RunFailed):
+            return "failed"
+    if not events_path.exists():
+        return "not started"
+    fresh = time.time() - events_path.stat().st_mtime < _ALIVE_WITHIN_S
+    return "running" if fresh else "interrupted"
+
+
+def read_run(path: Path) -> RunInfo | None:
+    config = path / "config.toml"
+    try:
+        raw = tomllib.loads(config.read_text(encoding="utf-8"))
+        when = config.stat().st_mtime
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    technique, model = _describe_config(raw)
+    events = read_tail_events(path / "events.jsonl")
+    info = RunInfo(path.name, path, technique, _short_model(model), run_status(events, path / "events.jsonl"), when)
+    last = next((e for e in reversed(events) if isinstance(e, Metrics)), None)
+    if last is not None:
+        info.last, info.step, info.max_steps = last.values, last.step, last.max_steps
+    return info
+
+
+def display_path(path: Path) -> str:
+    """A path relative to the working folder when it is inside it: shorter, and the same on every machine."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _short_model(model: str) -> str:
+    """Local folders by their last two parts: absolute paths would crowd out the other columns."""
+    path = Path(model)
+    return str(Path(*path.parts[-2:])) if path.is_absolute() else model
+
+
+def list_runs(runs_dir: Path) -> list[RunInfo]:
+    """Every run folder (one holding a config.toml), newest first."""
+    if not runs_dir.is_dir():
+        return []
+    runs = [info for p in runs_dir.iterdir() if p.is_dir() and (info := read_run(p)) is not None]
+    return sorted(runs, key=lambda r: r.when, reverse=True)

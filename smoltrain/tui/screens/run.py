@@ -1,0 +1,278 @@
+"""The run screen: one run, live from its events (or as it stands, for a past run).
+
+A timer reads what the worker appended to events.jsonl every POLL_S seconds, feeds a RunState and
+redraws the progress line, the plots, the GRPO samples and the log (the headless printer's own
+lines, so both front ends word things the same). Keys: save a checkpoint now, stop and save (after a
+confirm), back to home; leaving never stops the run, and the app asks before quitting over one.
+
+Never imports torch: training runs in the worker child process started by smoltrain.runner.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import (
+    Footer,
+    Header,
+    ProgressBar,
+    RichLog,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+
+from smoltrain import runner
+from smoltrain.engine.events import (
+    Event,
+    RunFailed,
+    RunFinished,
+    Sample,
+    Warning,
+    parse_event,
+)
+from smoltrain.headless import Printer, format_duration
+from smoltrain.tui.runs import display_path
+from smoltrain.tui.screens.dialogs import ChoiceDialog
+from smoltrain.tui.series import RunState
+from smoltrain.tui.widgets.plots import PlotGrid
+
+POLL_S = 0.2  # events reach the plots within this plus one redraw
+
+
+class EventTail:
+    """The complete events appended to a file since the last read; a half-written line waits."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self._offset, self._pending = path, 0, b""
+
+    def read(self) -> list[Event]:
+        if not self.path.exists():
+            return []
+        with self.path.open("rb") as f:
+            f.seek(self._offset)
+            chunk = f.read()
+        self._offset += len(chunk)
+        *lines, self._pending = (self._pending + chunk).split(b"\n")
+        events: list[Event] = []
+        for line in lines:
+            if line.strip():
+                try:
+                    events.append(parse_event(line.decode("utf-8")))
+                except ValueError:
+                    continue  # from a newer smoltrain: skip, as the headless printer does
+        return events
+
+
+class _LogStream:
+    """The headless printer's output, line by line into the log pane; warnings and errors stand out."""
+
+    def __init__(self, log: RichLog) -> None:
+        self.log, self._buffer = log, ""
+
+    def write(self, text: str) -> None:
+        self._buffer += text.replace("\r\033[K", "")
+        *lines, self._buffer = self._buffer.split("\n")
+        for line in lines:
+            style = "bold $warning" if line.startswith(("warning", "stopping")) else "bold red" if line.startswith("error") else ""
+            self.log.write(Text(line, style=style.replace("$warning", "yellow")))
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _sample_text(sample: Sample) -> Text:
+    prompt = sample.prompt.strip().splitlines()[-1] if sample.prompt.strip() else ""
+    each = ", ".join(f"{k} {v:.2f}" for k, v in sample.rewards.items())
+    style = "green" if sample.label == "best" else "red" if sample.label == "worst" else ""
+    text = Text.assemble((f"step {sample.step}  {sample.label or 'sample'}", f"bold {style}"),
+                         f"  reward {sample.reward:.3g}" if sample.reward is not None else "",
+                         (f"  ({each})" if each else "", "dim"), "\n")  # fmt: skip
+    text.append(f"  prompt: {prompt[:200]}\n", style="dim")
+    text.append("  " + sample.completion.strip().replace("\n", "\n  ")[:600] + "\n\n")
+    return text
+
+
+class RunScreen(Screen[None]):
+    BINDINGS = [
+        Binding("s", "save_now", "Save checkpoint"),
+        Binding("x", "stop", "Stop & save"),
+        Binding("escape", "leave", "Back (run continues)"),
+        Binding("1", "tab('curves')", "Curves", show=False),
+        Binding("2", "tab('samples')", "Samples", show=False),
+        Binding("3", "tab('log')", "Log", show=False),
+        Binding("4", "tab('result')", "Result", show=False),
+    ]
+
+    def __init__(self, run_dir: Path, handle: runner.RunHandle | None = None) -> None:
+        super().__init__()
+        self.run_dir, self.handle = run_dir, handle
+        self.state = RunState(name=run_dir.name)
+        self.tail = EventTail(run_dir / "events.jsonl")
+        self._stop_requests = 0
+        self._samples_shown = 0
+        self._printer: Printer | None = None
+        self._live = False  # past the first read: an end event now is news, not history
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="progress-row"):
+            yield ProgressBar(id="progress", show_eta=False)
+            yield Static("waiting for the worker…", id="status")
+        yield Static("", id="active")
+        with TabbedContent(id="tabs", initial="curves"):
+            with TabPane("Curves [1]", id="curves"):
+                yield PlotGrid(id="plots")
+            with TabPane("Samples [2]", id="samples"):
+                with VerticalScroll():
+                    yield Static("GRPO runs show their best and worst completions here.", id="samples-text")
+            with TabPane("Log [3]", id="log"):
+                yield RichLog(id="log-pane", wrap=True, markup=False)
+            with TabPane("Result [4]", id="result"):
+                yield Static("The run is not finished yet.", id="result-text")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title, self.sub_title = self.run_dir.name, display_path(self.run_dir)
+        self._printer = Printer(out=_LogStream(self.query_one(RichLog)), tty=False)  # type: ignore[arg-type]
+        self.poll()
+        self.set_interval(POLL_S, self.poll)
+
+    # --- events -> widgets -------------------------------------------------------------------
+
+    def poll(self) -> None:
+        """Read what is new and redraw; the timer keeps the UI thread free between reads."""
+        events = self.tail.read()
+        for event in events:
+            self.state.feed(event)
+            if self._printer is not None:
+                self._printer.render(event)
+            if isinstance(event, Warning):
+                self.notify(event.message + (f"\n{event.hint}" if event.hint else ""), title="warning", severity="warning", timeout=8)
+            elif isinstance(event, (RunFinished, RunFailed)):
+                self._show_result()
+        if events:
+            self._redraw()
+        self._check_worker_alive()
+        self._live = True
+
+    def _redraw(self) -> None:
+        state = self.state
+        self.query_one(PlotGrid).show(state.panels())
+        bar = self.query_one(ProgressBar)
+        bar.update(total=max(1, state.max_steps), progress=state.step)
+        stages = f"stage {state.stage + 1}/{len(state.stages)} {state.technique}  " if len(state.stages) > 1 else f"{state.technique}  "
+        eta = state.eta_s()
+        parts = [stages + f"step {state.step}/{state.max_steps}", f"ETA {format_duration(eta) if eta is not None else '--:--'}"]
+        if "tokens_per_second" in state.last:
+            parts.append(f"{state.last['tokens_per_second']:,.0f} tok/s")
+        if (mem := state.memory_gb()) is not None:
+            parts.append(f"mem {mem:.1f} GB")
+        if state.ended:
+            parts = [stages + f"step {state.step}", self._status_word()]
+        self.query_one("#status", Static).update("  ".join(parts))
+        self.query_one("#active", Static).update(
+            Text("active: ", style="bold").append(" | ".join(f"{k} {v}" for k, v in state.active.items()), style="")
+        )
+        if len(state.samples) != self._samples_shown or state.samples and state.samples[-1].step:
+            self._samples_shown = len(state.samples)
+            text = Text()
+            for sample in reversed(state.samples):
+                text.append_text(_sample_text(sample))
+            if state.samples:
+                self.query_one("#samples-text", Static).update(text)
+
+    def _status_word(self) -> str:
+        if self.state.failed is not None:
+            return "failed"
+        return self.state.finished.status if self.state.finished else "training"
+
+    def _check_worker_alive(self) -> None:
+        """A worker that died without an end event (killed, out of memory) must not look like it trains on."""
+        if self.handle is None or self.state.ended or self.handle.process.poll() is None:
+            return
+        self.tail.read()  # anything written just before it exited
+        code = self.handle.process.returncode
+        self.state.failed = RunFailed(error_type="WorkerDied", message=f"the training process exited ({code}) without a word",
+                                      hint=f"see {self.handle.log_path}", user_error=False)  # fmt: skip
+        self._show_result()
+        self._redraw()
+
+    def _show_result(self) -> None:
+        state, lines = self.state, []
+        if state.failed is not None:
+            lines += [f"[b red]The run failed:[/] {state.failed.message}"]
+            lines += [f"hint: {state.failed.hint}"] if state.failed.hint else []
+            lines += [f"details: {self.run_dir / runner.WORKER_LOG}"] if not state.failed.user_error else []
+        elif state.finished is not None:
+            done = state.finished
+            verb = "Stopped on request" if done.status == "stopped" else "Done"
+            lines.append(f"[b green]{verb}[/] at step {done.step} after {format_duration(done.duration_s)}.")
+            if done.final_dir:
+                auto = "AutoPeftModelForSequenceClassification" if state.technique == "reward" else "AutoPeftModelForCausalLM"
+                lines += [f"Your model (LoRA adapter + tokenizer): [b]{done.final_dir}[/]",
+                          f"Load it:  peft.{auto}.from_pretrained({done.final_dir!r})"]  # fmt: skip
+            if done.status == "stopped":
+                lines.append(f"Carry on later:  smoltrain resume {self.run_dir}")
+            lines += [f"Run it again:  smoltrain run {self.run_dir / 'config.toml'}", "", _next_step(state.technique)]
+        self.query_one("#result-text", Static).update("\n".join(lines))
+        if not self._live:
+            return  # a past run opens on its curves
+        self.query_one(TabbedContent).active = "result"
+        self.notify(lines[0].split("]", 1)[-1].replace("[/", "").replace("]", ""), title=self.run_dir.name)
+
+    # --- keys ----------------------------------------------------------------------------------
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_save_now(self) -> None:
+        if self.state.ended:
+            self.notify("The run has ended; its model is saved (see Result).")
+            return
+        runner.request_checkpoint(self.run_dir)
+        self.notify("Checkpoint requested: it is written after the current step.", title="save")
+
+    def action_stop(self) -> None:
+        if self.state.ended:
+            self.notify("The run has already ended.")
+            return
+        if self.handle is None:
+            self.notify("This run was started outside this window: stop it there (Ctrl-C).", severity="warning")
+            return
+        if self._stop_requests:
+            question, answer = "Stop at once, without waiting for this step to finish?", ("Stop now", "stop", "error")
+        else:
+            question, answer = ("Stop training? The current step finishes, then a checkpoint and the adapter are saved.",
+                                ("Stop and save", "stop", "warning"))  # fmt: skip
+        self.app.push_screen(ChoiceDialog(question, [answer]), self._on_stop_answer)
+
+    def _on_stop_answer(self, answer: str | None) -> None:
+        if answer != "stop" or self.handle is None:
+            return
+        self._stop_requests += 1
+        self.handle.request_stop()
+        self.notify("Stopping after this step and saving…" if self._stop_requests == 1 else "Stopping now.", title="stop")
+
+    def action_leave(self) -> None:
+        if not self.state.ended and self.handle is not None:
+            self.notify(f"{self.run_dir.name} keeps training; open it again from the runs list.", title="still training")
+        self.app.pop_screen()
+
+
+def _next_step(technique: str) -> str:
+    return {
+        "sft": "Next: check a few answers, then align it with DPO (preference pairs) or GRPO (checkable rewards): "
+               "New run, with this run's merged model or a pipeline preset such as presets/demo.toml.",
+        "reward": "Next: use it as a GRPO reward (reward_model, with this run's folder).",
+        "dpo": "Next: compare its answers with the SFT model's; if it got worse, raise dpo.beta.",
+        "grpo": "Next: read the best and worst samples; if rewards rose without better answers, the reward is being gamed.",
+    }.get(technique, "")  # fmt: skip

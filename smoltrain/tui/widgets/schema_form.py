@@ -1,0 +1,145 @@
+"""A settings form generated from the config schema: one row per field, the control chosen by the
+field's type (switch, select, number or text) and its help text taken from the field's description,
+so the form, the preset docs and `--help` never disagree.
+
+Each change is validated against its section's pydantic model at once and posted as
+`SchemaForm.Changed(dotted_key, value)`; an invalid entry is marked and explained in place.
+Never imports torch.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Input, Label, Select, Static, Switch
+
+from smoltrain.config.schema import RunConfig
+
+
+def section_model(section: str) -> type[BaseModel]:
+    annotation = RunConfig.model_fields[section].annotation
+    # `data: DataSection | None` -> DataSection
+    return next(a for a in typing.get_args(annotation) or (annotation,) if isinstance(a, type) and issubclass(a, BaseModel))
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """(the type without None, whether None is allowed)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return (args[0] if len(args) == 1 else annotation), len(args) < len(typing.get_args(annotation))
+    return annotation, False
+
+
+class SchemaForm(Widget):
+    """Rows for `fields` (dotted keys such as "train.learning_rate"), showing `values` or the defaults."""
+
+    DEFAULT_CSS = """
+    SchemaForm { height: auto; }
+    SchemaForm .row { height: auto; }
+    SchemaForm .row > Vertical { height: auto; }
+    SchemaForm .name { width: 24; padding: 1 1 0 0; text-style: bold; }
+    SchemaForm .control { width: 1fr; max-width: 30; }
+    SchemaForm Switch { width: auto; }
+    SchemaForm .help { color: $text-muted; padding: 0 0 1 0; width: 1fr; }
+    SchemaForm .error { color: $error; }
+    SchemaForm .section { text-style: bold; color: $accent; padding: 1 0 0 0; }
+    """
+
+    class Changed(Message):
+        def __init__(self, key: str, value: Any) -> None:
+            super().__init__()
+            self.key, self.value = key, value
+
+    def __init__(self, fields: list[str], values: dict[str, Any], *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.fields, self.values = fields, values
+
+    def compose(self) -> ComposeResult:
+        section = ""
+        for key in self.fields:
+            name, field = key.split(".", 1)
+            if name != section:
+                section = name
+                yield Label(f"[{name}]", classes="section", markup=False)
+            info = section_model(name).model_fields[field]
+            current = self.values.get(key, info.default)
+            with Horizontal(classes="row"):
+                yield Label(field, classes="name")
+                with Vertical():
+                    yield self._control(key, info.annotation, current)
+                    yield Static(info.description or "", classes="help", id=f"help-{key.replace('.', '-')}")
+
+    @staticmethod
+    def _control(key: str, annotation: Any, current: Any) -> Widget:
+        kind, _ = _unwrap(annotation)
+        wid = "field-" + key.replace(".", "-")
+        if kind is bool:
+            return Switch(bool(current), id=wid)
+        if typing.get_origin(kind) is Literal:
+            options = [(str(v), v) for v in typing.get_args(kind)]
+            return Select(options, value=current, allow_blank=False, id=wid, classes="control")
+        text = "" if current is None else str(current)
+        input_type = "integer" if kind is int else "number" if kind is float else "text"
+        return Input(text, type=input_type, id=wid, classes="control", placeholder="default" if current is None else "")
+
+    def _key_of(self, widget: Widget) -> str | None:
+        if not widget.id or not widget.id.startswith("field-"):
+            return None
+        return next((k for k in self.fields if "field-" + k.replace(".", "-") == widget.id), None)
+
+    def _submit(self, widget: Widget, raw: Any) -> None:
+        key = self._key_of(widget)
+        if key is None:
+            return
+        section, field = key.split(".", 1)
+        model = section_model(section)
+        kind, optional = _unwrap(model.model_fields[field].annotation)
+        value: Any = raw
+        if isinstance(raw, str):
+            if raw.strip() == "":
+                value = None
+            elif kind is int:
+                value = int(raw) if raw.lstrip("-").isdigit() else raw
+            elif kind is float:
+                try:
+                    value = float(raw)
+                except ValueError:
+                    value = raw
+        help_widget = self.query_one(f"#help-{key.replace('.', '-')}", Static)
+        error = self._check(model, field, value, optional)
+        widget.set_class(error is not None, "-invalid")
+        help_widget.set_class(error is not None, "error")
+        help_widget.update(error or model.model_fields[field].description or "")
+        # Controls announce their initial value on mount: only a real edit goes into the preset.
+        if error is None and value != self.values.get(key, model.model_fields[field].default):
+            self.values[key] = value
+            self.post_message(self.Changed(key, value))
+
+    @staticmethod
+    def _check(model: type[BaseModel], field: str, value: Any, optional: bool) -> str | None:
+        if value is None:
+            return None if optional or model.model_fields[field].default is not None else "a value is needed"
+        try:
+            model.__pydantic_validator__.validate_assignment(model.model_construct(), field, value)
+        except ValidationError as exc:
+            return exc.errors()[0]["msg"].removeprefix("Value error, ")
+        return None
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self._submit(event.input, event.value)
+
+    def on_switch_changed(self, event: Switch.Changed) -> None:
+        event.stop()
+        self._submit(event.switch, event.value)
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        self._submit(event.select, event.value)

@@ -1,0 +1,66 @@
+"""The run screen, fed a recorded events file as if the worker were writing it: plots, samples,
+progress, warnings and the end of the run update as lines arrive."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import ProgressBar, Static, TabbedContent
+
+from smoltrain.engine.events import Warning
+from smoltrain.tui.app import SmoltrainApp
+from smoltrain.tui.screens.run import POLL_S, RunScreen
+from smoltrain.tui.widgets.plots import PlotGrid
+
+from .conftest import DATA, install_run
+
+pytestmark = pytest.mark.anyio  # Pilot tests run on asyncio through anyio's pytest plugin
+
+
+async def test_run_screen_follows_the_events_file(workdir):
+    run_dir = install_run(workdir / "runs", "grpo-pipeline", events=False)
+    lines = (DATA / "grpo-pipeline.events.jsonl").read_text().splitlines(keepends=True)
+    sft_end = next(i for i, line in enumerate(lines) if '"stage_finished"' in line)
+    events = run_dir / "events.jsonl"
+    events.write_text("".join(lines[: sft_end - 2]))
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.open_run(run_dir)
+        await pilot.pause(2 * POLL_S)
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        plots = screen.query_one(PlotGrid)
+        assert plots.titles[:1] == ["loss"] and "reward mean ± std" not in plots.titles
+        status = str(screen.query_one("#status", Static).render())
+        assert "stage 1/2 sft" in status and "ETA" in status and "tok/s" in status and "mem" in status
+        assert "4bit on" in str(screen.query_one("#active", Static).render())
+        first = screen.query_one(ProgressBar).progress
+
+        # the worker writes on: the GRPO stage, its samples, a warning, the end
+        warning = Warning(message="reward is flat: every sample scores the same", hint="check the reward").to_json()
+        with events.open("a") as f:
+            f.write("".join(lines[sft_end - 2 : -1]) + warning + "\n")
+        await pilot.pause(3 * POLL_S)
+        assert {"reward mean ± std", "reward per function"} <= set(plots.titles)
+        assert "stage 2/2 grpo" in str(screen.query_one("#status", Static).render())
+        assert screen.query_one(ProgressBar).progress != first
+        samples = str(screen.query_one("#samples-text", Static).render())
+        assert "best" in samples and "worst" in samples and "reward" in samples
+        assert any("reward is flat" in n.message for n in app._notifications)
+
+        with events.open("a") as f:
+            f.write(lines[-1])
+        await pilot.pause(3 * POLL_S)
+        assert screen.query_one(TabbedContent).active == "result"
+        result = str(screen.query_one("#result-text", Static).render())
+        assert "Done" in result and "/final" in result and "from_pretrained" in result
+
+
+async def test_save_now_writes_the_request_file(workdir):
+    run_dir = install_run(workdir / "runs", "dpo-partial")
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_run(run_dir)
+        await pilot.pause(2 * POLL_S)
+        assert "DPO margin" in app.screen.query_one(PlotGrid).titles
+        await pilot.press("s")
+        assert (run_dir / "control" / "save_now").exists()

@@ -1,0 +1,113 @@
+"""The wizard walks, for each technique, from the demo model to a valid preset, saved and startable."""
+
+from __future__ import annotations
+
+import pytest
+import tomllib
+from textual.widgets import Input, OptionList, Static
+
+from smoltrain.config.load import load_config
+from smoltrain.tui.app import SmoltrainApp
+from smoltrain.tui.catalog import DEMO_MODEL
+from smoltrain.tui.screens.wizard import WizardScreen
+from smoltrain.tui.screens.wizard.data_step import DataStep
+from smoltrain.tui.widgets.schema_form import SchemaForm
+
+TECHNIQUES = ["sft", "reward", "dpo", "grpo"]
+
+pytestmark = pytest.mark.anyio  # Pilot tests run on asyncio through anyio's pytest plugin
+
+
+@pytest.fixture
+def no_preview(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The preview loads transformers (seconds); it has its own test."""
+    monkeypatch.setattr(DataStep, "run_preview", lambda self: None)
+
+
+async def _walk_to_review(pilot, technique: str) -> WizardScreen:
+    app = pilot.app
+    await pilot.press("n")
+    await pilot.pause()
+    screen = app.screen
+    assert isinstance(screen, WizardScreen)
+    assert screen.query_one("#model-input", Input).value == str(DEMO_MODEL)  # the demo model is the default
+    await pilot.press("ctrl+n")
+    await pilot.pause()
+    for _ in range(TECHNIQUES.index(technique)):
+        await pilot.press("down")
+    await pilot.press("ctrl+n")  # -> dataset
+    await pilot.pause()
+    await pilot.press("ctrl+n")  # -> settings
+    await pilot.pause()
+    assert screen.query_one(SchemaForm)  # the form is there
+    await pilot.press("ctrl+n")  # -> review
+    await pilot.pause()
+    return screen
+
+
+@pytest.mark.parametrize("technique", TECHNIQUES)
+async def test_wizard_makes_a_valid_preset(workdir, no_preview, technique):
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _walk_to_review(pilot, technique)
+        assert screen.index == 4, screen.query_one("#wizard-problem", Static).render()
+        assert "valid preset" in str(screen.query_one("#review-problem", Static).render())
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        await pilot.press("enter")  # accept the suggested name
+        await pilot.pause()
+    saved = workdir / "my-presets" / f"my-{technique}.toml"
+    cfg = load_config(saved)
+    assert cfg.train.technique == technique
+    assert cfg.model.name_or_path == str(DEMO_MODEL)
+    assert cfg.data is not None and f"{technique}.jsonl" in cfg.data.path  # the demo data of that technique
+    if technique == "grpo":
+        assert [r.name for r in cfg.grpo.rewards] == ["math_answer"]
+
+
+async def test_settings_form_edits_the_preset_and_explains_bad_values(workdir, no_preview):
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("n", "ctrl+n", "ctrl+n", "ctrl+n")
+        await pilot.pause()
+        screen = app.screen
+        field = screen.query_one("#field-train-learning_rate", Input)
+        field.value = "5"
+        await pilot.pause()
+        assert "less than 1" in str(screen.query_one("#help-train-learning_rate", Static).render())
+        field.value = "0.0003"
+        await pilot.pause()
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert screen.index == 4
+        assert tomllib.loads(screen.draft.to_toml())["train"]["learning_rate"] == 0.0003
+
+
+async def test_a_model_must_be_given(workdir, no_preview):
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        app.screen.query_one("#model-input", Input).value = ""
+        app.screen.query_one(OptionList).highlighted = None
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert app.screen.index == 0
+        assert "pick a model" in str(app.screen.query_one("#wizard-problem", Static).render())
+
+
+async def test_preview_highlights_the_trained_tokens(workdir):
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("n", "ctrl+n", "ctrl+n")  # demo model, SFT, dataset step with the demo chats
+        step = app.screen.query_one(DataStep)
+        for _ in range(300):
+            await pilot.pause(0.1)
+            if step.preview is not None:
+                break
+        assert step.preview is not None, step.query_one("#preview-summary", Static).render()
+        assert step.preview.format == "messages"
+        trained = [p.text for p in step.preview.rows[0] if p.trained]
+        untrained = "".join(p.text for p in step.preview.rows[0] if not p.trained)
+        assert trained and "user" in untrained and "user" not in "".join(trained)  # assistant turns only
+        assert "suggested max_length" in str(step.query_one("#preview-summary", Static).render())
