@@ -2,6 +2,7 @@
 
     smoltrain run PRESET.toml [--set section.key=value ...] [--name NAME]
     smoltrain validate PRESET.toml ...
+    smoltrain resume RUN_DIR
     smoltrain presets
     smoltrain demo
 
@@ -24,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smoltrain",
         description="Post-train an LLM on your one GPU: QLoRA SFT from TOML presets, headless or (soon) in a terminal app.",
-        epilog="Start with `smoltrain demo` (offline, CPU, about a minute), then `smoltrain presets`.",
+        epilog="Start with `smoltrain demo` (offline, CPU, about three minutes), then `smoltrain presets`.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -38,10 +39,25 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("presets", nargs="+", help="preset files or shipped preset names")
     _add_override_args(validate)
 
+    resume = sub.add_parser("resume", help="continue a stopped or interrupted run",
+                            description="Continue a run from its last complete checkpoint; it ends at the same step.")  # fmt: skip
+    resume.add_argument("run_dir", help="the run's folder, e.g. runs/demo-sft-20260101-120000")
+
     sub.add_parser("presets", help="list the shipped presets", description="List the shipped presets.")
 
+    for name, summary in (("estimate", "peak GPU memory of a preset, component by component"),
+                          ("fit", "propose the batch shape that fits a GPU, as --set flags")):  # fmt: skip
+        mem = sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + " (reads the "
+                             "model's config.json only; no GPU or torch needed). See docs/memory.md.")  # fmt: skip
+        mem.add_argument("preset", help="a preset file or the name of a shipped one")
+        _add_override_args(mem)
+        mem.add_argument("--gpu-mem", type=float, metavar="GB", help="the GPU's memory in GiB, e.g. 12 for an RTX 3060 "
+                         "(default: the first GPU's total from nvidia-smi)")  # fmt: skip
+        mem.add_argument("--model-config", metavar="PATH", help="the model's config.json (or its folder), when the "
+                         "model is not downloaded: e.g. bench/model_configs/llama-3.1-8b/config.json")  # fmt: skip
+
     demo = sub.add_parser("demo", help="train the bundled tiny model end to end, offline",
-                          description="SFT of the bundled tiny model on its toy-world data: offline, on CPU.")  # fmt: skip
+                          description="SFT, reward model, DPO and GRPO of the bundled tiny model on its toy-world data: offline, on CPU (presets/demo.toml).")  # fmt: skip
     _add_override_args(demo)
     demo.add_argument("--name", help="run name (default: demo + time)")
     return parser
@@ -84,6 +100,36 @@ def cmd_validate(presets: list[str], overrides: list[str]) -> int:
     return worst
 
 
+def cmd_resume(run_dir: str) -> int:
+    from smoltrain import headless, runner
+
+    resolved = runner.resume_checks(Path(run_dir))
+    print(f"resuming: {resolved}")
+    return headless.run_headless(resolved, resume=True)
+
+
+def cmd_memory(command: str, preset: str, overrides: list[str], gpu_mem: float | None, model_config: str | None) -> int:
+    from smoltrain.config.load import load_config
+    from smoltrain.config.presets import find_preset
+    from smoltrain.errors import FitError
+    from smoltrain.memory import detect_gpu_memory_gb, estimate, fit
+
+    cfg = load_config(find_preset(preset), overrides)
+    gpu = gpu_mem if gpu_mem is not None else detect_gpu_memory_gb()
+    if command == "estimate":
+        result = estimate(cfg, gpu, model_config=model_config)
+        print(result.render_table())
+        return 0 if result.fits is not False else USER_ERROR_EXIT_CODE
+    if gpu is None:
+        raise FitError("smoltrain fit: no GPU found (nvidia-smi) and no --gpu-mem given",
+                       hint="give the GPU's memory in GiB, e.g. --gpu-mem 12 for an RTX 3060, 24 for a 4090")  # fmt: skip
+    proposal = fit(cfg, gpu, model_config=model_config)
+    print(proposal.explain())
+    print()
+    print(proposal.estimate.render_table())
+    return 0
+
+
 def cmd_presets() -> int:
     from smoltrain.config.presets import list_presets
 
@@ -109,12 +155,18 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args.preset, args.overrides, args.name)
         if args.command == "validate":
             return cmd_validate(args.presets, args.overrides)
+        if args.command == "resume":
+            return cmd_resume(args.run_dir)
+        if args.command in ("estimate", "fit"):
+            return cmd_memory(args.command, args.preset, args.overrides, args.gpu_mem, args.model_config)
         if args.command == "presets":
             return cmd_presets()
         if args.command == "demo":
             return cmd_demo(args.overrides, args.name)
-        parser.print_help()
-        return 0
+        # No subcommand: the terminal app (imported here so `--help` and subcommands stay light).
+        from smoltrain.tui.app import run_app
+
+        return run_app()
     except SmoltrainError as exc:
         if args.debug:
             raise

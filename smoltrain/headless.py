@@ -19,7 +19,17 @@ from typing import TextIO
 
 from smoltrain import runner
 from smoltrain.engine.events import (
-    Checkpoint, Eval, Event, Metrics, RunFailed, RunFinished, RunStarted, Sample, StageFinished, StageStarted, Warning,
+    Checkpoint,
+    Eval,
+    Event,
+    Metrics,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    Sample,
+    StageFinished,
+    StageStarted,
+    Warning,
 )  # fmt: skip
 from smoltrain.errors import BUG_EXIT_CODE
 
@@ -178,5 +188,5 @@ def watch(handle: runner.RunHandle, printer: Printer | None = None) -> int:
     return code
 
 
-def run_headless(run_dir: Path) -> int:
-    return watch(runner.start(run_dir))
+def run_headless(run_dir: Path, resume: bool = False) -> int:
+    return watch(runner.start(run_dir, resume=resume))

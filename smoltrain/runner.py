@@ -4,6 +4,8 @@
 worker reads, and the one a user re-runs). `start` launches `smoltrain.engine.worker` as a
 child process in its own session, so a terminal's Ctrl-C reaches only the front end, which
 forwards it as a stop request. `RunHandle.events()` yields typed events as the worker writes them.
+`resume_checks` says whether a run folder can be resumed (without torch), and `start(run_dir,
+resume=True)` continues it from its last complete checkpoint.
 
 Imports no torch and no textual.
 """
@@ -15,13 +17,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from smoltrain.config.load import dump_config
 from smoltrain.config.schema import RunConfig
-from smoltrain.engine.events import Event, tail_events
+from smoltrain.engine.events import Event, RunFinished, read_events, tail_events
 from smoltrain.errors import ConfigError
 
 WORKER_LOG = "worker.log"
@@ -75,12 +77,30 @@ class RunHandle:
         return self.process.wait()
 
 
-def start(run_dir: Path) -> RunHandle:
-    """Launch the worker on an existing run folder."""
+def resume_checks(run_dir: Path) -> Path:
+    """The resolved run folder if it can be resumed; a ConfigError naming why not otherwise."""
+    run_dir = Path(run_dir).expanduser().resolve()
+    if not (run_dir / "config.toml").is_file():
+        raise ConfigError(
+            f"{run_dir}: not a run folder (no config.toml)", hint="give a folder under runs/, e.g. runs/demo-sft-20260101-120000"
+        )
+    ends = [e for e in read_events(run_dir / "events.jsonl") if e.type in ("run_finished", "run_failed", "run_started")]
+    last = ends[-1] if ends else None
+    if isinstance(last, RunFinished) and last.status == "completed":
+        raise ConfigError(
+            f"{run_dir}: this run already finished (step {last.step}); there is nothing to resume",
+            hint=f"its result is in {last.final_dir}; to train more, start a new run: "
+            f"smoltrain run {run_dir / 'config.toml'} --name NEW_NAME",
+        )
+    return run_dir
+
+
+def start(run_dir: Path, resume: bool = False) -> RunHandle:
+    """Launch the worker on an existing run folder (`resume`: continue from its last complete checkpoint)."""
     log = (run_dir / WORKER_LOG).open("ab")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
-        [sys.executable, "-m", "smoltrain.engine.worker", str(run_dir)],
+        [sys.executable, "-m", "smoltrain.engine.worker", str(run_dir), *(["--resume"] if resume else [])],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -89,3 +109,14 @@ def start(run_dir: Path) -> RunHandle:
     )
     log.close()
     return RunHandle(run_dir=run_dir, process=process)
+
+
+def request_checkpoint(run_dir: Path) -> Path:
+    """Ask a running worker to save a checkpoint after the current step, without stopping.
+
+    Writes the empty request file `control/save_now`; the worker polls for it and removes it once
+    the checkpoint is written (so its presence also means "not saved yet")."""
+    request = run_dir / "control" / "save_now"
+    request.parent.mkdir(parents=True, exist_ok=True)
+    request.touch()
+    return request

@@ -10,7 +10,7 @@ import pytest
 from smoltrain import runner
 from smoltrain.config.load import load_config
 from smoltrain.config.presets import PROJECT_ROOT
-from smoltrain.engine.events import Event, Eval, Metrics, read_events
+from smoltrain.engine.events import Eval, Event, Metrics, read_events
 
 TINY_MODEL = PROJECT_ROOT / "assets" / "tiny-llama"
 DEMO_DATA = PROJECT_ROOT / "assets" / "data"

@@ -124,6 +124,11 @@ class TrainSection(Section):
     eval_steps: int = Field(50, ge=1, description="Evaluate on the held-out split every this many steps.")
     save_steps: int = Field(100, ge=1, description="Save a resumable checkpoint every this many steps.")
     save_total_limit: int = Field(2, ge=1, description="Keep at most this many checkpoints on disk.")
+    auto_fit: bool = Field(
+        False,
+        description="On running out of GPU memory, retry with half the micro_batch_size and twice the grad_accum "
+        "(the same effective batch), down to micro_batch_size 1, and say so.",
+    )
 
 
 class SftSection(Section):

@@ -3,7 +3,11 @@
 `EventCallback` turns every `on_log` into a metrics or eval event (TRL's own metric names,
 plus tokens/s and memory), every save into a checkpoint event, and watches the training
 health (NaN loss, exploding gradients). `StopFlag` is set by the worker's signal handler; the
-callback then asks the trainer to save and stop at the end of the current step.
+callback then asks the trainer to save and stop at the end of the current step. A front end asks
+for a checkpoint now by creating `runs/<name>/control/save_now` (an empty file); the callback
+looks for it after every step (one stat), saves, and removes it. Every save is marked complete
+(checkpoints.mark_complete) once transformers has written it, so a resume can tell it from a
+half-written one.
 
 Runs in the worker. Imports transformers' callback base, never textual.
 """
@@ -19,12 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import (
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
 
+from smoltrain.engine.checkpoints import mark_complete
 from smoltrain.engine.events import Checkpoint, Emit, Eval, Metrics, Sample, Warning
 
 # Logged once at the end of training by Trainer: summaries, not step metrics.
 _SUMMARY_KEYS = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss"}
+SAVE_NOW = "save_now"  # runs/<name>/control/save_now: "save a checkpoint now", from the TUI
 
 
 @dataclass
@@ -47,10 +58,12 @@ def memory_figures() -> dict[str, float]:
 
 
 class EventCallback(TrainerCallback):
-    def __init__(self, emit: Emit, stop: StopFlag, stage: int = 0) -> None:
+    def __init__(self, emit: Emit, stop: StopFlag, stage: int = 0, control_dir: Path | None = None) -> None:
         self.emit = emit
         self.stop = stop
         self.stage = stage
+        self._save_now = control_dir / SAVE_NOW if control_dir is not None else None
+        self._save_requested = False
         self._last_time: float | None = None
         self._last_tokens = 0
         self._warned: set[str] = set()
@@ -63,6 +76,9 @@ class EventCallback(TrainerCallback):
         if self.stop.requested:
             control.should_save = True
             control.should_training_stop = True
+        if self._save_now is not None and self._save_now.exists():
+            control.should_save = True
+            self._save_requested = True
 
     def on_log(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict[str, Any] | None = None, **kw: Any
@@ -81,6 +97,12 @@ class EventCallback(TrainerCallback):
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if path.is_dir():
+            mark_complete(path)
+        if self._save_requested and self._save_now is not None:
+            # Removed only after the save, so a request is never lost to a crash in between.
+            self._save_now.unlink(missing_ok=True)
+            self._save_requested = False
         self.emit(Checkpoint(step=state.global_step, stage=self.stage, path=str(path)))
 
     def _throughput(self, state: TrainerState) -> dict[str, float]:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterator, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -93,7 +94,7 @@ class Checkpoint(_Event):
     path: str
 
 
-class Warning(_Event):  # noqa: A001 - the event's contract name
+class Warning(_Event):
     type: Literal["warning"] = "warning"
     message: str
     hint: str = ""
@@ -126,7 +127,7 @@ class RunFailed(_Event):
 
 
 Event = Annotated[
-    Union[RunStarted, StageStarted, Metrics, Eval, Sample, Checkpoint, Warning, StageFinished, RunFinished, RunFailed],
+    RunStarted | StageStarted | Metrics | Eval | Sample | Checkpoint | Warning | StageFinished | RunFinished | RunFailed,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from smoltrain.config.schema import RunConfig, TrainSection
+from smoltrain.engine.data.load import hub_offline_context
 from smoltrain.errors import ModelError
 
 # Unsloth wants explicit module names; these are the linear layers of Llama-family decoders.
@@ -83,9 +84,10 @@ def load_tokenizer(cfg: RunConfig) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            cfg.model.name_or_path, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
-        )
+        with hub_offline_context(cfg.model.name_or_path):  # no network: fail in seconds, not after retries
+            tokenizer = AutoTokenizer.from_pretrained(
+                cfg.model.name_or_path, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
+            )
     except (OSError, ValueError) as exc:
         raise _not_found(cfg.model.name_or_path, exc) from None
     if tokenizer.pad_token is None:
@@ -110,7 +112,11 @@ def load_model(cfg: RunConfig, tokenizer: Any) -> LoadedModel:
 
 
 def _load_with_transformers(cfg: RunConfig, tokenizer: Any, device: str, dtype: torch.dtype) -> LoadedModel:
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, BitsAndBytesConfig
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        BitsAndBytesConfig,
+    )
 
     active: dict[str, str] = {}
     kwargs: dict[str, Any] = {
@@ -137,7 +143,7 @@ def _load_with_transformers(cfg: RunConfig, tokenizer: Any, device: str, dtype: 
         kwargs.update(num_labels=1, pad_token_id=tokenizer.pad_token_id)
     auto_class = AutoModelForSequenceClassification if is_reward_model else AutoModelForCausalLM
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), hub_offline_context(cfg.model.name_or_path):
             warnings.simplefilter("ignore", FutureWarning)
             model = auto_class.from_pretrained(cfg.model.name_or_path, **kwargs)
     except (OSError, ValueError) as exc:
@@ -183,7 +189,10 @@ def _apply_liger(model: Any, kernels: str, device: str) -> str:
         if kernels == "liger":
             raise ModelError("train.kernels = 'liger' but liger-kernel is not installed", hint="pip install liger-kernel")
         return "off: liger-kernel not installed"
-    from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN, _apply_liger_kernel_to_instance
+    from liger_kernel.transformers.monkey_patch import (
+        MODEL_TYPE_TO_APPLY_LIGER_FN,
+        _apply_liger_kernel_to_instance,
+    )
 
     model_type = model.config.model_type
     if model_type not in MODEL_TYPE_TO_APPLY_LIGER_FN:

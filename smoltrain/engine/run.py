@@ -11,7 +11,19 @@ applied twice. A reward stage starts from the current policy too but does not re
 later GRPO stage can score with it (`[[grpo.rewards]] name = "reward_model", model = "<stage>"`).
 
 Layout: a single stage writes `checkpoints/` and `final/` in the run folder; a pipeline writes
-`stages/<name>/{checkpoints,final,merged}` and copies the last stage's `final/` to `final/`.
+`stages/<name>/{checkpoints,final,merged}` and copies the last stage's `final/` to `final/`. A stage
+that ran to its last step (and was merged, where needed) gets `stage-done.json`.
+
+Resuming (`resume=True`): done stages are skipped (a later stage starts from the merged model they
+left), and the first stage not done continues from its last *complete* checkpoint (see
+checkpoints.py) through transformers' `resume_from_checkpoint`, which loads the saved adapter into
+the freshly made LoRA adapter of the same name: the adapter is never stacked. The optimizer,
+scheduler, RNG and data position come back with it, so the run ends at the same step.
+
+Out of GPU memory (in the preflight or later): with `train.auto_fit` the stage is rebuilt with half
+the micro-batch and twice the accumulation (the same effective batch) and continues from its last
+complete checkpoint; the new sizes are kept in `fit.json` for a later resume. Otherwise, or at
+micro-batch 1, a FitError says where it ran out and what would fit.
 
 Runs in the worker process. Never imports textual.
 """
@@ -19,6 +31,7 @@ Runs in the worker process. Never imports textual.
 from __future__ import annotations
 
 import gc
+import json
 import math
 import shutil
 import time
@@ -31,9 +44,18 @@ import torch
 
 from smoltrain.config.load import stage_configs
 from smoltrain.config.schema import RunConfig
+from smoltrain.engine import preflight
 from smoltrain.engine.callbacks import EventCallback, StopFlag
+from smoltrain.engine.checkpoints import mark_stage_done, resume_point, stage_done_step
 from smoltrain.engine.data import PreparedData, prepare_datasets
-from smoltrain.engine.events import Emit, RunFinished, RunStarted, StageFinished, StageStarted
+from smoltrain.engine.events import (
+    Emit,
+    RunFinished,
+    RunStarted,
+    StageFinished,
+    StageStarted,
+    Warning,
+)
 from smoltrain.engine.model import load_model, load_tokenizer, merge_adapter
 from smoltrain.engine.techniques import dpo, grpo, reward, sft
 from smoltrain.engine.techniques.common import StageContext
@@ -41,49 +63,109 @@ from smoltrain.errors import ConfigError
 
 TECHNIQUES: dict[str, ModuleType] = {"sft": sft, "reward": reward, "dpo": dpo, "grpo": grpo}
 POLICY_TECHNIQUES = {"sft", "dpo", "grpo"}  # their result is the model the next stage starts from
+FIT_FILE = "fit.json"  # micro_batch_size and grad_accum chosen by auto_fit, for a resume
 
 
 @dataclass
 class StageResult:
     final_dir: Path
     step: int
+    completed: bool  # ran to its last step (not stopped on request)
 
 
-def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag) -> None:
+class _StageOutOfMemory(Exception):
+    """CUDA ran out of memory in a stage; `where` is "in the preflight" or "at step N"."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(where)
+        self.where = where
+
+
+def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag, resume: bool = False) -> None:
     started = time.time()
     stages = stage_configs(cfg)
     is_pipeline = bool(cfg.stages)
+    if cfg.model.trust_remote_code:
+        emit(Warning(message=f"model.trust_remote_code = true: Python code from {cfg.model.name_or_path} will run",
+                     hint="only for model repositories you trust"))  # fmt: skip
     datasets = [prepare_datasets(s.data, s.train.technique, seed=s.train.seed) for _, s in stages]  # type: ignore[arg-type]
 
     policy = cfg.model.name_or_path
     finished: dict[str, Path] = {}
     result: StageResult | None = None
+    run_started: dict | None = _run_started_fields(run_dir, cfg, [n for n, _ in stages])
     for index, ((name, stage_cfg), data) in enumerate(zip(stages, datasets)):
         stage_dir = run_dir / "stages" / name if is_pipeline else run_dir
-        stage_cfg = stage_cfg.model_copy(update={"model": stage_cfg.model.model_copy(update={"name_or_path": policy})})
-        result = _run_stage(
-            index, stage_cfg, data, stage_dir, emit, stop,
-            run_started=_run_started_fields(run_dir, cfg, [n for n, _ in stages]) if index == 0 else None,
-            resolve_model=partial(_resolve_model, finished),
-        )  # fmt: skip
+        is_policy_step = stage_cfg.train.technique in POLICY_TECHNIQUES and index < len(stages) - 1
+        done_step = stage_done_step(stage_dir) if resume else None
+        if done_step is not None:
+            emit(Warning(message=f"resuming: stage {index + 1} ({name}) finished before, at step {done_step}; skipped"))
+            result = StageResult(final_dir=stage_dir / "final", step=done_step, completed=True)
+        else:
+            stage_cfg = stage_cfg.model_copy(update={"model": stage_cfg.model.model_copy(update={"name_or_path": policy})})
+            result = _run_stage_fitting(
+                index, stage_cfg, data, stage_dir, emit, stop, run_started=run_started, resume=resume,
+                resolve_model=partial(_resolve_model, finished),
+            )  # fmt: skip
+            run_started = None
+            if not result.completed:
+                break
+            if is_policy_step:
+                merge_adapter(stage_cfg, result.final_dir, stage_dir / "merged")
+            mark_stage_done(stage_dir, result.step)
         finished[name] = result.final_dir
+        if is_policy_step:
+            policy = str(stage_dir / "merged")
         if stop.requested:
             break
-        if stage_cfg.train.technique in POLICY_TECHNIQUES and index < len(stages) - 1:
-            policy = str(merge_adapter(stage_cfg, result.final_dir, stage_dir / "merged"))
 
+    completed = result is not None and result.completed and len(finished) == len(stages)
     final_dir = result.final_dir if result else None
-    if is_pipeline and final_dir is not None and not stop.requested:
+    if is_pipeline and final_dir is not None and completed:
         shutil.copytree(final_dir, run_dir / "final", dirs_exist_ok=True)
         final_dir = run_dir / "final"
     emit(
         RunFinished(
-            status="stopped" if stop.requested else "completed",
+            status="completed" if completed else "stopped",
             step=result.step if result else 0,
             final_dir=str(final_dir) if final_dir else None,
             duration_s=time.time() - started,
         )
     )
+
+
+def _run_stage_fitting(
+    index: int, cfg: RunConfig, data: PreparedData, stage_dir: Path, emit: Emit, stop: StopFlag,
+    run_started: dict | None, resume: bool, resolve_model: partial[Path],
+) -> StageResult:  # fmt: skip
+    """Run a stage; on CUDA OOM either retry it with a smaller micro-batch (auto_fit) or explain."""
+    cfg = _with_saved_fit(cfg, stage_dir)
+    while True:
+        try:
+            return _run_stage(index, cfg, data, stage_dir, emit, stop, run_started, resume, resolve_model)
+        except _StageOutOfMemory as oom:
+            where = oom.where
+        # Out of the except block: the failed attempt's frames (and its tensors) are gone before the retry.
+        _release_memory()
+        smaller = preflight.halved_batch(cfg) if cfg.train.auto_fit else None
+        if smaller is None:
+            raise preflight.out_of_memory_error(cfg, where)
+        old, new = cfg.train, smaller.train
+        emit(Warning(message=f"out of GPU memory {where}: retrying with micro_batch_size {new.micro_batch_size} and "
+                             f"grad_accum {new.grad_accum} (was {old.micro_batch_size} x {old.grad_accum}; same "
+                             "effective batch)", hint="train.auto_fit is on"))  # fmt: skip
+        # RunStarted went out before the preflight; the retry continues from the last complete checkpoint.
+        cfg, resume, run_started = smaller, True, None
+        (stage_dir / FIT_FILE).write_text(json.dumps({"micro_batch_size": new.micro_batch_size, "grad_accum": new.grad_accum}))
+
+
+def _with_saved_fit(cfg: RunConfig, stage_dir: Path) -> RunConfig:
+    """A resumed stage keeps the batch shape auto_fit found, so its checkpoints line up."""
+    path = stage_dir / FIT_FILE
+    if not path.is_file():
+        return cfg
+    fit = json.loads(path.read_text())
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update=fit)})
 
 
 def _run_stage(
@@ -94,27 +176,38 @@ def _run_stage(
     emit: Emit,
     stop: StopFlag,
     run_started: dict | None,
+    resume: bool,
     resolve_model: partial[Path],
 ) -> StageResult:
     technique_name = cfg.train.technique
     technique = TECHNIQUES[technique_name]
+    point = resume_point(stage_dir / "checkpoints") if resume else None
+    for dropped in point.dropped if point else []:
+        emit(Warning(message=f"skipped incomplete checkpoint {dropped} (written when the run was cut off)"))
+    checkpoint = point.checkpoint if point else None
     tokenizer = load_tokenizer(cfg)
-    loaded = load_model(cfg, tokenizer)
+    try:
+        loaded = load_model(cfg, tokenizer)
+    except torch.cuda.OutOfMemoryError:
+        # A smaller micro-batch cannot help here: the weights alone do not fit.
+        raise preflight.out_of_memory_error(cfg, "while loading the model") from None
     loaded.active["loss_on"] = technique.loss_target(cfg, data)
     if run_started is not None:
         emit(RunStarted(**run_started, device=loaded.device, dtype=str(loaded.dtype).removeprefix("torch."),
                         active=loaded.active, trainable_params=loaded.trainable_params,
-                        total_params=loaded.total_params))  # fmt: skip
+                        total_params=loaded.total_params,
+                        resumed_from=str(checkpoint) if checkpoint else None))  # fmt: skip
 
     ctx = StageContext(
         output_dir=stage_dir / "checkpoints",
-        callbacks=[EventCallback(emit, stop, stage=index)],
+        callbacks=[EventCallback(emit, stop, stage=index, control_dir=_control_dir(stage_dir))],
         emit=emit,
         stage=index,
         resolve_model=resolve_model,
     )
     trainer = technique.build_trainer(cfg, loaded, data, ctx)
     _adapters_in_float32_when_computing_in_float32(trainer.model, loaded.dtype)
+    preflight.check_rows(trainer, len(data.train), len(data.eval) if data.eval is not None else 0, cfg, emit)
     emit(
         StageStarted(
             stage=index,
@@ -127,16 +220,31 @@ def _run_stage(
             data=data.report.summary(),
         )
     )
-    trainer.train()
+    where = "in the preflight (one step on the longest batch)"
+    try:
+        preflight.preflight(trainer, cfg)
+        where = "during training"
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except torch.cuda.OutOfMemoryError:
+        if where == "during training":
+            where = f"at step {trainer.state.global_step + 1}"
+        del trainer, loaded
+        raise _StageOutOfMemory(where) from None
 
     final_dir = stage_dir / "final"
     trainer.save_model(str(final_dir))
     loaded.tokenizer.save_pretrained(str(final_dir))
     step = trainer.state.global_step
+    completed = step >= trainer.state.max_steps
     emit(StageFinished(stage=index, technique=technique_name, step=step, output_dir=str(final_dir)))
     del trainer, loaded
     _release_memory()
-    return StageResult(final_dir=final_dir, step=step)
+    return StageResult(final_dir=final_dir, step=step, completed=completed)
+
+
+def _control_dir(stage_dir: Path) -> Path:
+    """runs/<name>/control, where a front end drops requests such as save_now (the same for every stage)."""
+    return stage_dir.parent.parent / "control" if stage_dir.parent.name == "stages" else stage_dir / "control"
 
 
 def _adapters_in_float32_when_computing_in_float32(model: torch.nn.Module, dtype: torch.dtype) -> None:

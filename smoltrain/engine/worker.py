@@ -1,9 +1,11 @@
-"""The training child process: `python -m smoltrain.engine.worker RUN_DIR`.
+"""The training child process: `python -m smoltrain.engine.worker RUN_DIR [--resume]`.
 
 Reads RUN_DIR/config.toml, appends events to RUN_DIR/events.jsonl, and exits 0 (done, or
 stopped on request), 2 (a user error, reported as run_failed with a hint) or 1 (a bug, reported
 with its traceback). The first SIGINT/SIGTERM asks the trainer to finish the current step, save
-and stop; a second one stops at once.
+and stop; a second one stops at once (the last complete checkpoint stays intact: checkpoints are
+marked complete only after transformers has written them). `--resume` continues the run in
+RUN_DIR from its last complete checkpoint (see engine/run.py).
 
 Training lives here, not in the front end's process, because Unsloth and Liger patch
 transformers globally, GPU memory only fully returns at process exit, and a CUDA crash must not
@@ -46,8 +48,10 @@ def _quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    resume = "--resume" in args
+    args = [a for a in args if a != "--resume"]
     if len(args) != 1:
-        print("usage: python -m smoltrain.engine.worker RUN_DIR", file=sys.stderr)
+        print("usage: python -m smoltrain.engine.worker RUN_DIR [--resume]", file=sys.stderr)
         return USER_ERROR_EXIT_CODE
     run_dir = Path(args[0])
     emit = EventWriter(run_dir / "events.jsonl")
@@ -57,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(run_dir / "config.toml")
         _import_unsloth_first_if_used(cfg)
-        from smoltrain.engine.run import run  # the ML stack loads here, after the signal handlers
+        # The ML stack loads here, after the signal handlers are in place.
+        from smoltrain.engine.run import run
 
-        run(cfg, run_dir, emit, stop)
+        run(cfg, run_dir, emit, stop, resume=resume)
         return 0
     except SmoltrainError as exc:
         emit(RunFailed(**exc.to_dict(), user_error=True))

@@ -251,6 +251,14 @@ def _load_hub(path: str, config: str | None, split: str) -> LoadedData:
     return LoadedData(source, ds, list(ds.column_names), [Segment(0, "", "row", range(1, len(ds) + 1))])
 
 
+def hub_offline_context(path: str) -> contextlib.AbstractContextManager[None]:
+    """For loading `path` from the hub: offline mode when the hub cannot be reached, so a cached copy
+    is used at once and a missing one fails at once (the model loader shares this with the data)."""
+    if is_local(path) or _offline_requested() or _hub_reachable():
+        return contextlib.nullcontext()
+    return _forced_offline()
+
+
 def _offline_requested() -> bool:
     """Offline mode as the user set it, read now: the libraries read the environment only at import."""
     import datasets.config

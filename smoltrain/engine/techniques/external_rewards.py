@@ -27,7 +27,12 @@ from typing import Any
 import torch
 
 from smoltrain.config.schema import RewardFunction
-from smoltrain.engine.techniques.rewards import TRL_KWARGS, RewardCallable, RewardFunctionError, Scores
+from smoltrain.engine.techniques.rewards import (
+    TRL_KWARGS,
+    RewardCallable,
+    RewardFunctionError,
+    Scores,
+)
 from smoltrain.errors import ConfigError, ModelError
 
 # --------------------------------------------------------------------------- python: the user's own function
