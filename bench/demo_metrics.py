@@ -13,7 +13,13 @@ import sys
 from pathlib import Path
 from statistics import mean
 
-from smoltrain.engine.events import Eval, Metrics, RunFinished, StageStarted, read_events
+from smoltrain.engine.events import (
+    Eval,
+    Metrics,
+    RunFinished,
+    StageStarted,
+    read_events,
+)
 
 
 def summarise(run_dir: Path) -> list[str]:
