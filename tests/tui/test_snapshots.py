@@ -5,16 +5,26 @@ Update them after an intended change with: pytest tests/tui/test_snapshots.py --
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from smoltrain.config import presets
+from smoltrain.tui import draft
 from smoltrain.tui.app import SmoltrainApp
 
 pytest.importorskip("pytest_textual_snapshot")
 SIZE = (80, 24)
 
 
+FIXED_PRESETS = Path(__file__).parent / "data" / "presets"
+
+
 @pytest.fixture
-def snap_app(recorded_runs) -> SmoltrainApp:
+def snap_app(recorded_runs, monkeypatch) -> SmoltrainApp:
+    # Home lists the built-in presets: show two frozen copies, so editing a shipped preset's
+    # comment does not change the picture.
+    monkeypatch.setattr(draft, "list_presets", lambda folder=FIXED_PRESETS: presets.list_presets(folder))
     return SmoltrainApp(runs_dir="runs")
 
 

@@ -63,6 +63,7 @@ class PlotGrid(VerticalScroll):
     def _draw(plot: PlotextPlot, panel: Panel) -> None:
         plt = plot.plt
         plt.clear_data()
+        plt.title(panel.title)  # a border title needs a border; plotext's own title costs no extra row
         for line in panel.lines:
             # Braille markers give four times the resolution of blocks in the same cells.
             plt.plot(line.xs, line.ys, label=line.label if len(panel.lines) > 1 else None, marker="braille")

@@ -1,0 +1,58 @@
+"""Take the README's screenshots of the terminal app (SVG, into assets/screenshots/).
+
+    smoltrain demo                                    # once, in some folder: makes runs/demo-<time>
+    python assets/build/screenshots.py runs/demo-<time>
+
+Run it from the folder that holds `runs/`: the home screen lists those runs. It walks the wizard
+(demo model, SFT, the demo chats with their preview, settings, review) and opens the given run's
+curves and samples, at 100x32, through Textual's Pilot: what a user sees, without a terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from smoltrain.tui.app import SmoltrainApp
+from smoltrain.tui.screens.wizard.data_step import DataStep
+
+OUT = Path(__file__).resolve().parents[1] / "screenshots"
+SIZE = (100, 32)
+
+
+async def take(run_dir: Path) -> None:
+    app = SmoltrainApp(runs_dir=str(run_dir.parent))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.5)
+        app.save_screenshot("home.svg", str(OUT))
+        await pilot.press("n", "ctrl+n", "ctrl+n")  # the demo model, SFT, then the dataset step
+        step = app.screen.query_one(DataStep)
+        for _ in range(600):  # the preview loads transformers in a thread: up to a minute
+            await pilot.pause(0.1)
+            if step.preview is not None:
+                break
+        app.screen.query_one("#preview-summary").scroll_visible(top=True, animate=False)
+        await pilot.pause(0.3)
+        app.save_screenshot("wizard-dataset.svg", str(OUT))
+        await pilot.press("ctrl+n")
+        await pilot.pause(1.5)  # the memory meter's estimate
+        app.save_screenshot("wizard-settings.svg", str(OUT))
+        await pilot.press("ctrl+n")
+        await pilot.pause(0.5)
+        app.save_screenshot("wizard-review.svg", str(OUT))
+        await pilot.press(*["escape"] * 5)
+        await pilot.pause(0.3)
+        app.open_run(run_dir)
+        await pilot.pause(1)
+        app.save_screenshot("run-curves.svg", str(OUT))
+        await pilot.press("2")
+        await pilot.pause(0.3)
+        app.save_screenshot("run-samples.svg", str(OUT))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or not (Path(sys.argv[1]) / "events.jsonl").exists():
+        sys.exit(__doc__)
+    asyncio.run(take(Path(sys.argv[1]).resolve()))
+    print(f"screenshots in {OUT}")
