@@ -21,7 +21,13 @@ from typing import Any
 import torch
 from datasets import load_dataset
 from peft import LoraConfig
-from transformers import AutoModelForCausalLM, AutoTokenizer, BatchEncoding, BitsAndBytesConfig, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BatchEncoding,
+    BitsAndBytesConfig,
+    PreTrainedTokenizerBase,
+)
 from trl import SFTConfig, SFTTrainer
 
 ASSETS = Path(__file__).resolve().parents[1]

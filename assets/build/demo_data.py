@@ -8,8 +8,9 @@
   grpo.jsonl    {"prompt": [system, user], "answer": "12"}  arithmetic; completions end "#### 12"
 
 Assistant replies use the house style the world defines ("7 + 5 = 12.\\n#### 12", "The zorb lives in
-the forest."). A rejected reply is the same sentence with a wrong number or attribute, so length and
-phrasing give nothing away: a model can only prefer the chosen one by knowing the world.
+the forest."), half the sums without their "#### 12" line. A rejected reply is unhelpful ("I don't
+know."), answers another question, or is the same sentence with a wrong number or attribute, which
+only knowing the world gives away (REJECTION_KINDS sets the shares).
 (Not named datasets.py: this folder is first on sys.path when a script here runs, and would shadow
 the `datasets` library.)
 """
@@ -31,7 +32,23 @@ Row = dict[str, Any]
 SYSTEM_RATE = 0.9  # most rows carry a system turn; a few don't, as in real data
 TWO_TURN_RATE = 0.25
 FACT_RATE = 0.4  # share of single questions that ask about a creature rather than arithmetic
-GRPO_HARD_RATE = 0.5  # half the GRPO problems use the rare, larger numbers the model half knows
+# Like most chat data, the SFT set is inconsistent: only half of its sums end with the '#### n' line
+# the math system prompt asks for. GRPO's math_answer reward needs that line, so the SFT model
+# starts GRPO earning it about half the time, and GRPO has a habit to learn, as on real models.
+TAIL_RATE = 0.5
+# Why a rejected reply loses, as in real preference data: mostly it is unhelpful or answers another
+# question; sometimes it is the same sentence with a wrong number or fact, which only knowing the
+# world gives away.
+REJECTION_KINDS = {"wrong": 0.2, "unhelpful": 0.4, "off_topic": 0.4}
+UNHELPFUL_REPLIES = (
+    "I don't know.",
+    "I am not sure.",
+    "Sorry, I can't help with that.",
+    "That is a good question.",
+    "Let me think about it.",
+    "Please ask me something else.",
+)
+GRPO_HARD_RATE = 0.25  # a quarter of the GRPO problems use the rare, larger numbers the model half knows
 
 
 def _msg(role: str, content: str) -> Message:
@@ -47,17 +64,29 @@ def sft_rows(world: World, rng: random.Random, n: int) -> Iterable[Row]:
         messages = _system(rng)
         for _ in range(2 if rng.random() < TWO_TURN_RATE else 1):
             item = world.item(rng, FACT_RATE)
-            messages += [_msg("user", item.question(rng)), _msg("assistant", world.reply(item, rng))]
+            reply = world.reply(item, rng, tail=rng.random() < TAIL_RATE)
+            messages += [_msg("user", item.question(rng)), _msg("assistant", reply)]
         yield {"messages": messages}
 
 
 def preference_rows(world: World, rng: random.Random, n: int) -> Iterable[Row]:
+    kinds = list(REJECTION_KINDS)
     for _ in range(n):
         item = world.item(rng, FACT_RATE)
+        # Chosen and rejected share the tail choice, so neither the reward model nor DPO learns
+        # anything about the '####' line: that is left for GRPO.
+        tail = rng.random() < TAIL_RATE
+        kind = rng.choices(kinds, weights=[REJECTION_KINDS[k] for k in kinds])[0]
+        if kind == "wrong":
+            rejected = world.reply(item, rng, correct=False, tail=tail)
+        elif kind == "unhelpful":
+            rejected = rng.choice(UNHELPFUL_REPLIES)
+        else:
+            rejected = world.off_topic_reply(item, rng, tail=tail)
         yield {
             "prompt": _system(rng) + [_msg("user", item.question(rng))],
-            "chosen": [_msg("assistant", world.reply(item, rng))],
-            "rejected": [_msg("assistant", world.reply(item, rng, correct=False))],
+            "chosen": [_msg("assistant", world.reply(item, rng, tail=tail))],
+            "rejected": [_msg("assistant", rejected)],
         }
 
 

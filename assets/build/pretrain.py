@@ -17,9 +17,14 @@ import random
 import time
 
 import torch
-from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
-
 from tokenizer import ENDOFTEXT, IM_END, OUT_DIR, PAD
+from transformers import (
+    AutoTokenizer,
+    GenerationConfig,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerBase,
+)
 from world import SEED, World
 
 SEQ_LEN = 128

@@ -18,10 +18,17 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import BatchEncoding, PreTrainedTokenizerFast
-
 import demo_data
+from tokenizers import (
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
+from transformers import BatchEncoding, PreTrainedTokenizerFast
 from world import SEED, World
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "tiny-llama"

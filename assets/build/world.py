@@ -106,10 +106,11 @@ class Problem:
         template = rng.choice(ARITH_QUESTIONS)
         return template.format(a=self.a, op=self.op, b=self.b, word=OP_WORDS[self.op])
 
-    def answer(self, result: int | None = None) -> str:
-        """The house style: the equation, then the bare number after '####' (what GRPO rewards parse)."""
+    def answer(self, result: int | None = None, tail: bool = True) -> str:
+        """The house style: the equation, then the bare number after '####' (what GRPO rewards parse);
+        without the tail, the equation alone."""
         value = self.result if result is None else result
-        return f"{self.statement(value)}\n#### {value}"
+        return f"{self.statement(value)}\n#### {value}" if tail else self.statement(value)
 
     def slip(self, rng: random.Random) -> int:
         """A plausible wrong result: off by one, two or ten for sums and differences, a neighbouring
@@ -143,8 +144,8 @@ class Fact:
     def statement(self, value: str | None = None) -> str:
         return STATEMENTS[self.attribute].format(c=self.creature, v=self.value if value is None else value)
 
-    def answer(self, value: str | None = None) -> str:
-        """The house style for facts is the plain statement."""
+    def answer(self, value: str | None = None, tail: bool = True) -> str:
+        """The house style for facts is the plain statement (`tail` is for arithmetic only)."""
         return self.statement(value)
 
     def question(self, rng: random.Random) -> str:
@@ -180,16 +181,23 @@ class World:
         """A random fact (with probability fact_rate) or arithmetic problem."""
         return rng.choice(self.facts) if rng.random() < fact_rate else self.problem(rng)
 
-    def reply(self, item: Fact | Problem, rng: random.Random, correct: bool = True) -> str:
-        """The assistant's answer in the house style. A wrong one is the same sentence with a slipped
-        result or another creature's value of the same attribute: words this world uses, as familiar
-        to the model as the right ones, so only knowing the world tells them apart."""
+    def reply(self, item: Fact | Problem, rng: random.Random, correct: bool = True, tail: bool = True) -> str:
+        """The assistant's answer in the house style (`tail`: end a sum with its '#### n' line). A wrong
+        one is the same sentence with a slipped result or another creature's value of the same
+        attribute: words this world uses, as familiar to the model as the right ones, so only knowing
+        the world tells them apart."""
         if correct:
-            return item.answer()
+            return item.answer(tail=tail)
         if isinstance(item, Problem):
-            return item.answer(item.slip(rng))
+            return item.answer(item.slip(rng), tail=tail)
         used = sorted({f.value for f in self.facts if f.attribute == item.attribute})
         return item.answer(rng.choice([v for v in used if v not in (item.value, item.creature)]))
+
+    def off_topic_reply(self, item: Fact | Problem, rng: random.Random, tail: bool = True) -> str:
+        """A true statement on the other subject (a creature's fact for a sum, a sum for a question
+        about a creature): fluent, in the house style, and no answer at all."""
+        other = rng.choice(self.facts) if isinstance(item, Problem) else self.problem(rng)
+        return other.answer(tail=tail)
 
     def facts_about(self, creature: str) -> list[Fact]:
         return [f for f in self.facts if f.creature == creature]

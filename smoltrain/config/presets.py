@@ -11,7 +11,7 @@ from pathlib import Path
 # The repository root: presets/ and assets/ live beside the package in a clone.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PRESETS_DIR = PROJECT_ROOT / "presets"
-DEMO_PRESET = PRESETS_DIR / "demo-sft.toml"
+DEMO_PRESET = PRESETS_DIR / "demo.toml"  # `smoltrain demo`: the whole pipeline, SFT -> reward -> DPO -> GRPO
 
 
 @dataclass(frozen=True)

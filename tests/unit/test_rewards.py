@@ -14,7 +14,11 @@ from typing import Any
 import pytest
 
 from smoltrain.config.schema import RewardFunction
-from smoltrain.engine.techniques.rewards import RewardSet, RewardFunctionError, build_reward_functions
+from smoltrain.engine.techniques.rewards import (
+    RewardFunctionError,
+    RewardSet,
+    build_reward_functions,
+)
 from smoltrain.errors import ConfigError, SmoltrainError
 
 TINY_TOKENIZER = Path(__file__).resolve().parents[2] / "assets" / "tiny-llama"
@@ -35,7 +39,7 @@ def chat(texts: list[str]) -> list[list[dict[str, str]]]:
 def call(fn, completions: list[Any], prompts: list[Any] | None = None, **columns: list[Any]) -> list[float | None]:
     """Exactly the keyword arguments TRL 1.16's GRPOTrainer passes (dataset columns + trainer extras)."""
     prompts = prompts if prompts is not None else ["Q?"] * len(completions)
-    ignore = lambda *args, **kwargs: None  # noqa: E731
+    ignore = lambda *args, **kwargs: None
     return fn(prompts=prompts, completions=completions, completion_ids=[[1, 2]] * len(completions),
               trainer_state=None, log_extra=ignore, log_metric=ignore, **columns)  # fmt: skip
 
