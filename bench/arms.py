@@ -90,7 +90,7 @@ def _trl_config(spec: ArmSpec, checkpointing: bool) -> Any:
     import torch
     import trl
 
-    technique = spec.work.technique
+    work, technique = spec.work, spec.work.technique
     common: dict[str, Any] = {
         "output_dir": str(Path(spec.scratch_dir) / "out"),
         "learning_rate": TRL_DOCS_LORA_LR[technique],

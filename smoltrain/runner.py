@@ -27,6 +27,7 @@ from smoltrain.engine.events import Event, RunFinished, read_events, tail_events
 from smoltrain.errors import ConfigError
 
 WORKER_LOG = "worker.log"
+WORKER_PID = "worker.pid"  # lets a later session (another terminal, the app reopened) find and stop the run
 
 
 def default_run_name(preset: str | Path) -> str:
@@ -86,6 +87,12 @@ def resume_checks(run_dir: Path) -> Path:
         )
     ends = [e for e in read_events(run_dir / "events.jsonl") if e.type in ("run_finished", "run_failed", "run_started")]
     last = ends[-1] if ends else None
+    pid = running_worker(run_dir)
+    if pid is not None:
+        raise ConfigError(
+            f"{run_dir}: this run is still training (worker pid {pid})",
+            hint="stop it first (Ctrl-C where it runs, x on its screen in the app), then resume it",
+        )
     if isinstance(last, RunFinished) and last.status == "completed":
         raise ConfigError(
             f"{run_dir}: this run already finished (step {last.step}); there is nothing to resume",
@@ -108,7 +115,35 @@ def start(run_dir: Path, resume: bool = False) -> RunHandle:
         start_new_session=True,  # the front end decides what a Ctrl-C means
     )
     log.close()
+    (run_dir / WORKER_PID).write_text(str(process.pid))
     return RunHandle(run_dir=run_dir, process=process)
+
+
+def running_worker(run_dir: Path) -> int | None:
+    """The pid of the worker training this run now, or None. A pid file outlives its worker and
+    pids are reused, so the process must still be alive and be this run's worker."""
+    try:
+        pid = int((run_dir / WORKER_PID).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():  # Linux: check what the process is; elsewhere trust the live pid
+        args = [a.decode(errors="replace") for a in cmdline.read_bytes().split(b"\0") if a]
+        this_run = run_dir.resolve()
+        if "smoltrain.engine.worker" not in args or not any(Path(a).resolve() == this_run for a in args[1:]):
+            return None
+    return pid
+
+
+def request_stop(run_dir: Path) -> bool:
+    """Ask the worker training this run, whoever started it, to save and stop (SIGINT, as Ctrl-C
+    would); asked twice, it stops at once. False when no worker is training it."""
+    pid = running_worker(run_dir)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGINT)
+    return True
 
 
 def request_checkpoint(run_dir: Path) -> Path:

@@ -70,6 +70,7 @@ class RunState:
     def feed(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self.name, self.active, self.stages = event.name, dict(event.active), list(event.stages)
+            self.finished = self.failed = None  # a resumed run carries on after its earlier end
         elif isinstance(event, StageStarted):
             self._offset = max(self._offset, self._global(self.step)) if event.stage else 0
             self.stage, self.technique, self.max_steps = event.stage, event.technique, event.max_steps

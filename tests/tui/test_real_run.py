@@ -1,5 +1,6 @@
 """One real run through the app: the demo SFT preset on the tiny model, started from home, watched
-as it trains, then stopped with stop-and-save; the adapter lands in the run's final/ folder."""
+as it trains, stopped with stop-and-save (the adapter lands in the run's final/ folder), then
+resumed from the same screen to its last step."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
 async def test_demo_sft_trains_and_stops_with_save(workdir):
-    # 40 steps would take ~20 s; the stop comes after the first logged step. No eval: it costs seconds.
-    app = SmoltrainApp(runs_dir="runs", run_overrides=["train.max_steps=40", "train.logging_steps=1", "data.eval_fraction=0"])
+    # The stop comes after the first logged step. No eval: it costs seconds.
+    app = SmoltrainApp(runs_dir="runs", run_overrides=["train.max_steps=20", "train.logging_steps=1", "data.eval_fraction=0"])
     async with app.run_test(size=(100, 30)) as pilot:
         start = app.screen.query_one("#start", OptionList)
         start.highlighted = next(i for i in range(start.option_count) if str(start.get_option_at_index(i).prompt).startswith("demo-sft"))
@@ -44,5 +45,13 @@ async def test_demo_sft_trains_and_stops_with_save(workdir):
             if screen.state.ended:
                 break
         assert screen.state.finished is not None and screen.state.finished.status == "stopped"
-        assert screen.state.step < 40
+        assert screen.state.step < 20
         assert (screen.run_dir / "final" / "adapter_config.json").exists()
+
+        await pilot.press("r")  # resume, on the same screen
+        for _ in range(900):
+            await pilot.pause(0.1)
+            if screen.state.finished is not None and screen.state.finished.status == "completed":
+                break
+        assert screen.state.finished is not None, screen.run_dir.joinpath("worker.log").read_text()[-2000:]
+        assert screen.state.finished.status == "completed" and screen.state.finished.step == 20

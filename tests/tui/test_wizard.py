@@ -111,3 +111,29 @@ async def test_preview_highlights_the_trained_tokens(workdir):
         untrained = "".join(p.text for p in step.preview.rows[0] if not p.trained)
         assert trained and "user" in untrained and "user" not in "".join(trained)  # assistant turns only
         assert "suggested max_length" in str(step.query_one("#preview-summary", Static).render())
+
+
+async def test_fit_to_my_gpu_shrinks_the_micro_batch_and_keeps_the_batch(workdir, no_preview, monkeypatch):
+    monkeypatch.setenv("SMOLTRAIN_GPU_MEM_GB", "1")  # a 1 GiB card: the tiny model fits only in small batches
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("n", "ctrl+n", "ctrl+n", "ctrl+n")
+        await pilot.pause()
+        screen = app.screen
+        screen.query_one("#field-train-micro_batch_size", Input).value = "64"
+        screen.query_one("#field-train-max_length", Input).value = "2048"
+        await pilot.pause()
+        for _ in range(50):  # the meter estimates in a thread
+            await pilot.pause(0.1)
+            if "does NOT fit" in str(screen.query_one("#memory", Static).render()):
+                break
+        assert "does NOT fit" in str(screen.query_one("#memory", Static).render())
+        await pilot.press("ctrl+f")
+        for _ in range(50):
+            await pilot.pause(0.1)
+            if screen.draft.get("train.micro_batch_size") != 64:
+                break
+        micro, accum = screen.draft.get("train.micro_batch_size"), screen.draft.get("train.grad_accum")
+        assert micro < 64 and micro * accum == 64  # the effective batch is kept
+        assert screen.query_one("#field-train-micro_batch_size", Input).value == str(micro)  # the form shows it
+        assert "fits" in str(screen.query_one("#memory", Static).render())

@@ -10,6 +10,8 @@ Never imports torch: training runs in the worker child process started by smoltr
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 from pathlib import Path
 
 from rich.text import Text
@@ -36,6 +38,7 @@ from smoltrain.engine.events import (
     Warning,
     parse_event,
 )
+from smoltrain.errors import SmoltrainError
 from smoltrain.headless import Printer, format_duration
 from smoltrain.tui.runs import display_path
 from smoltrain.tui.screens.dialogs import ChoiceDialog
@@ -105,6 +108,7 @@ class RunScreen(Screen[None]):
     BINDINGS = [
         Binding("s", "save_now", "Save checkpoint"),
         Binding("x", "stop", "Stop & save"),
+        Binding("r", "resume", "Resume"),
         Binding("escape", "leave", "Back (run continues)"),
         Binding("1", "tab('curves')", "Curves", show=False),
         Binding("2", "tab('samples')", "Samples", show=False),
@@ -161,6 +165,7 @@ class RunScreen(Screen[None]):
                 self._show_result()
         if events:
             self._redraw()
+            self.refresh_bindings()  # Resume shows in the footer once a run has stopped
         self._check_worker_alive()
         self._live = True
 
@@ -245,8 +250,8 @@ class RunScreen(Screen[None]):
         if self.state.ended:
             self.notify("The run has already ended.")
             return
-        if self.handle is None:
-            self.notify("This run was started outside this window: stop it there (Ctrl-C).", severity="warning")
+        if self.handle is None and runner.running_worker(self.run_dir) is None:
+            self.notify("No training process is running for this run.", severity="warning")
             return
         if self._stop_requests:
             question, answer = "Stop at once, without waiting for this step to finish?", ("Stop now", "stop", "error")
@@ -256,11 +261,37 @@ class RunScreen(Screen[None]):
         self.app.push_screen(ChoiceDialog(question, [answer]), self._on_stop_answer)
 
     def _on_stop_answer(self, answer: str | None) -> None:
-        if answer != "stop" or self.handle is None:
+        if answer != "stop":
             return
         self._stop_requests += 1
-        self.handle.request_stop()
+        if self.handle is not None:
+            self.handle.request_stop()
+        elif not runner.request_stop(self.run_dir):  # started elsewhere: the pid file finds it
+            self.notify("The run's training process has already gone.", severity="warning")
+            return
         self.notify("Stopping after this step and saving…" if self._stop_requests == 1 else "Stopping now.", title="stop")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "resume":  # in the footer only for a run that stopped before its end
+            return self.state.ended and (self.state.failed is not None or self.state.finished.status != "completed")
+        return True
+
+    def action_resume(self) -> None:
+        """Continue a stopped or failed run from its last complete checkpoint, on this screen."""
+        if self.handle is not None and self.handle.process.poll() is None:
+            # Its end event is written; the worker is still releasing memory and exiting.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.handle.process.wait(timeout=10)
+        try:
+            run_dir = runner.resume_checks(self.run_dir)
+        except SmoltrainError as exc:
+            self.notify(exc.render(), severity="warning", title="cannot resume")
+            return
+        self.handle = runner.start(run_dir, resume=True)
+        self.app.handles[self.run_dir] = self.handle  # type: ignore[attr-defined]
+        self._stop_requests = 0
+        self.query_one(TabbedContent).active = "curves"
+        self.notify("Resuming from the last complete checkpoint…", title=self.run_dir.name)
 
     def action_leave(self) -> None:
         if not self.state.ended and self.handle is not None:

@@ -1,4 +1,5 @@
-"""The settings step's memory meter: how much GPU memory the draft needs, against the card.
+"""The settings step's memory meter: how much GPU memory the draft needs, against the card; and
+"fit to my GPU", which asks the memory model for the batch shape that fits and posts it as `Fitted`.
 
 The numbers come from smoltrain.memory (`estimate(cfg, gpu_mem_gb)`, `detect_gpu_memory_gb()`),
 owned by the memory model. This widget is the one place the TUI touches it: if that package is
@@ -12,7 +13,10 @@ import importlib
 import os
 from types import ModuleType
 
+from typing import Any
+
 from textual import work
+from textual.message import Message
 from textual.widgets import Static
 
 from smoltrain.config.schema import RunConfig
@@ -32,6 +36,13 @@ class MemoryMeter(Static):
 
     DEFAULT_CSS = "MemoryMeter { height: auto; padding: 0 1; }"
 
+    class Fitted(Message):
+        """The overrides (dotted keys) that make the draft fit, and the memory model's explanation."""
+
+        def __init__(self, overrides: dict[str, Any], explanation: str) -> None:
+            super().__init__()
+            self.overrides, self.explanation = overrides, explanation
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id)
         self._gpu: float | None = None
@@ -50,14 +61,34 @@ class MemoryMeter(Static):
         memory = _memory_module()
         assert memory is not None
         try:
-            if not self._gpu_known:
-                env = os.environ.get("SMOLTRAIN_GPU_MEM_GB")
-                self._gpu, self._gpu_known = (float(env) if env else memory.detect_gpu_memory_gb()), True
+            self._know_gpu(memory)
             est = memory.estimate(cfg, self._gpu)
             text = self._meter(est.total_gb)
         except Exception as exc:  # noqa: BLE001 - the meter must never take the wizard down
             text = f"[dim]memory estimate unavailable: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}[/]"
         self.app.call_from_thread(self.update, text)
+
+    @work(thread=True, exclusive=True, group="memory")
+    def fit_for(self, cfg: RunConfig) -> None:
+        """Post `Fitted` with what makes `cfg` fit this GPU, or notify why nothing can be proposed."""
+        memory = _memory_module()
+        try:
+            if memory is None:
+                raise RuntimeError("smoltrain.memory is missing")
+            self._know_gpu(memory)
+            if not self._gpu:
+                raise RuntimeError("no NVIDIA GPU found here: set SMOLTRAIN_GPU_MEM_GB (e.g. 12) to fit for another card")
+            proposal = memory.fit(cfg, self._gpu)
+        except Exception as exc:  # noqa: BLE001 - a FitError (nothing fits) or a model config not found: say it, carry on
+            self.app.call_from_thread(self.notify, str(exc).splitlines()[0], title="fit", severity="warning")
+            return
+        self.post_message(self.Fitted(dict(proposal.overrides), proposal.explain()))
+        self.app.call_from_thread(self.update, self._meter(proposal.estimate.total_gb))
+
+    def _know_gpu(self, memory: ModuleType) -> None:
+        if not self._gpu_known:
+            env = os.environ.get("SMOLTRAIN_GPU_MEM_GB")
+            self._gpu, self._gpu_known = (float(env) if env else memory.detect_gpu_memory_gb()), True
 
     def _meter(self, total_gb: float) -> str:
         if not self._gpu:
@@ -65,5 +96,5 @@ class MemoryMeter(Static):
         share = total_gb / self._gpu
         color = "green" if share < 0.8 else "yellow" if share <= 1.0 else "red"
         filled = round(min(1.0, share) * _BAR)
-        verdict = "fits" if share <= 1.0 else "does NOT fit: lower micro_batch_size or max_length"
+        verdict = "fits" if share <= 1.0 else "does NOT fit: ctrl+f fits it"
         return f"GPU memory [{color}]{'█' * filled}{'░' * (_BAR - filled)}[/] {total_gb:.1f} of {self._gpu:.0f} GB: {verdict}"

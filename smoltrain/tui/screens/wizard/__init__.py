@@ -31,6 +31,7 @@ class WizardScreen(Screen[None]):
         Binding("escape", "back", "Back"),
         Binding("ctrl+s", "save_preset", "Save preset"),
         Binding("ctrl+r", "start", "Start"),
+        Binding("ctrl+f", "fit", "Fit to my GPU"),  # here, not on the step: focus may sit outside it
     ]
 
     def __init__(self, draft: Draft | None = None, at_review: bool = False) -> None:
@@ -68,6 +69,16 @@ class WizardScreen(Screen[None]):
         self.query_one("#wizard-problem", Static).update("")
         self.query_one("#next", Button).display = index < len(STEPS) - 1
         self.step.enter()
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "fit":
+            return isinstance(self.step, SettingsStep)  # shown in the footer on the settings step only
+        return True
+
+    def action_fit(self) -> None:
+        if isinstance(self.step, SettingsStep):
+            self.step.fit()
 
     def action_next(self) -> None:
         problem = self.step.leave()

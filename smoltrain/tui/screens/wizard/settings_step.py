@@ -67,6 +67,21 @@ class SettingsStep(Step):
         self.draft.section("grpo")["rewards"] = event.rewards
         self._check()
 
+    def fit(self) -> None:
+        """Ask the memory model for the batch shape that fits this GPU (ctrl+f, bound by the wizard)."""
+        error = self.draft.error()
+        if error:
+            self.notify(error.render(), title="fit", severity="warning")
+            return
+        self.query_one(MemoryMeter).fit_for(self.draft.validate())
+
+    def on_memory_meter_fitted(self, event: MemoryMeter.Fitted) -> None:
+        for key, value in event.overrides.items():
+            self.draft.set(key, value)
+        self.enter()  # the form shows the new values
+        changed = ", ".join(f"{k} = {v}" for k, v in event.overrides.items()) or "nothing to change"
+        self.notify(f"{changed}\n{event.explanation.splitlines()[-1]}", title="fit to GPU")
+
     def _check(self) -> None:
         error = self.draft.error()
         self.query_one("#settings-problem", Static).update(f"[b red]{error.render()}[/]" if error else "")
