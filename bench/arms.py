@@ -150,7 +150,7 @@ def smoltrain_config(spec: ArmSpec, backend: str) -> Any:
 def run_smoltrain(spec: ArmSpec, meter: Meter, backend: str) -> dict[str, Any]:
     """Arms B and C: smoltrain's engine end to end, with the meter attached to its trainer."""
     from smoltrain.engine import run as engine_run
-    from smoltrain.engine.callbacks import StopFlag
+    from smoltrain.engine.control import StopFlag
     from smoltrain.engine.events import RunFailed, RunStarted
 
     cfg = smoltrain_config(spec, backend)

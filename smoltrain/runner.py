@@ -23,6 +23,7 @@ from pathlib import Path
 
 from smoltrain.config.load import dump_config
 from smoltrain.config.schema import RunConfig
+from smoltrain.engine.control import CONTROL_DIR, SAVE_NOW
 from smoltrain.engine.events import Event, RunFinished, read_events, tail_events
 from smoltrain.errors import ConfigError
 
@@ -151,7 +152,7 @@ def request_checkpoint(run_dir: Path) -> Path:
 
     Writes the empty request file `control/save_now`; the worker polls for it and removes it once
     the checkpoint is written (so its presence also means "not saved yet")."""
-    request = run_dir / "control" / "save_now"
+    request = run_dir / CONTROL_DIR / SAVE_NOW
     request.parent.mkdir(parents=True, exist_ok=True)
     request.touch()
     return request

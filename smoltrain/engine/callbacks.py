@@ -18,7 +18,6 @@ import math
 import resource
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +30,11 @@ from transformers import (
 )
 
 from smoltrain.engine.checkpoints import mark_complete
+from smoltrain.engine.control import SAVE_NOW, StopFlag
 from smoltrain.engine.events import Checkpoint, Emit, Eval, Metrics, Sample, Warning
 
 # Logged once at the end of training by Trainer: summaries, not step metrics.
 _SUMMARY_KEYS = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss"}
-SAVE_NOW = "save_now"  # runs/<name>/control/save_now: "save a checkpoint now", from the TUI
-
-
-@dataclass
-class StopFlag:
-    """Set from a signal handler; read by the callback at step boundaries."""
-
-    requested: bool = False
 
 
 def memory_figures() -> dict[str, float]:

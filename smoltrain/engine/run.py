@@ -45,8 +45,9 @@ import torch
 from smoltrain.config.load import stage_configs
 from smoltrain.config.schema import RunConfig
 from smoltrain.engine import preflight
-from smoltrain.engine.callbacks import EventCallback, StopFlag
+from smoltrain.engine.callbacks import EventCallback
 from smoltrain.engine.checkpoints import mark_stage_done, resume_point, stage_done_step
+from smoltrain.engine.control import CONTROL_DIR, StopFlag
 from smoltrain.engine.data import PreparedData, prepare_datasets
 from smoltrain.engine.events import (
     Emit,
@@ -244,7 +245,8 @@ def _run_stage(
 
 def _control_dir(stage_dir: Path) -> Path:
     """runs/<name>/control, where a front end drops requests such as save_now (the same for every stage)."""
-    return stage_dir.parent.parent / "control" if stage_dir.parent.name == "stages" else stage_dir / "control"
+    run_dir = stage_dir.parent.parent if stage_dir.parent.name == "stages" else stage_dir
+    return run_dir / CONTROL_DIR
 
 
 def _adapters_in_float32_when_computing_in_float32(model: torch.nn.Module, dtype: torch.dtype) -> None:

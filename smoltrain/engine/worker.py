@@ -17,13 +17,22 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 from types import FrameType
 
 from smoltrain.config.load import load_config
-from smoltrain.engine.callbacks import StopFlag
-from smoltrain.engine.events import EventWriter, RunFailed, RunFinished, Warning
+from smoltrain.engine.control import StopFlag
+from smoltrain.engine.events import (
+    EventWriter,
+    Metrics,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    Warning,
+    read_events,
+)
 from smoltrain.errors import BUG_EXIT_CODE, USER_ERROR_EXIT_CODE, SmoltrainError
 
 
@@ -70,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         emit(RunFailed(**exc.to_dict(), user_error=True))
         return USER_ERROR_EXIT_CODE
     except KeyboardInterrupt:
-        emit(RunFinished(status="stopped", step=-1, final_dir=None, duration_s=0.0))
+        emit(_stopped_at_once(run_dir))
         return 0
     except Exception as exc:  # a bug: keep the traceback for the report
         emit(RunFailed(error_type=type(exc).__name__, message=str(exc) or type(exc).__name__,
@@ -79,6 +88,17 @@ def main(argv: list[str] | None = None) -> int:
         return BUG_EXIT_CODE
     finally:
         emit.close()
+
+
+def _stopped_at_once(run_dir: Path) -> RunFinished:
+    """The end of a run stopped by a second Ctrl-C: no checkpoint was written now, so the step is
+    the last one logged since this worker started, and the model is in the last checkpoint."""
+    events = read_events(run_dir / "events.jsonl")
+    started = max((i for i, e in enumerate(events) if isinstance(e, RunStarted)), default=0)
+    since = events[started:]
+    step = max((e.step for e in since if isinstance(e, Metrics)), default=0)
+    began = since[0].time if since else time.time()
+    return RunFinished(status="stopped", step=step, final_dir=None, duration_s=time.time() - began)
 
 
 def _import_unsloth_first_if_used(cfg: object) -> None:

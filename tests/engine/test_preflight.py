@@ -16,8 +16,8 @@ import torch
 import smoltrain
 from smoltrain.config.load import load_config
 from smoltrain.engine import preflight
-from smoltrain.engine.callbacks import StopFlag
 from smoltrain.engine.checkpoints import is_complete
+from smoltrain.engine.control import StopFlag
 from smoltrain.engine.events import Checkpoint, Metrics
 from smoltrain.engine.run import run
 from smoltrain.errors import FitError

@@ -43,7 +43,7 @@ def _wait_for_step(handle: runner.RunHandle, step: int, timeout: float = 120) ->
 
 def _uninterrupted_losses(preset: Path, tmp_path: Path) -> dict[int, float]:
     """The same run without a stop, in-process (quicker than another worker)."""
-    from smoltrain.engine.callbacks import StopFlag
+    from smoltrain.engine.control import StopFlag
     from smoltrain.engine.run import run
 
     events: list = []
@@ -114,7 +114,7 @@ def test_resume_of_a_finished_or_unknown_folder_exits_2(tmp_path, capsys):
 
 
 def test_a_resumed_pipeline_skips_finished_stages_and_continues_the_interrupted_one(tmp_path):
-    from smoltrain.engine.callbacks import StopFlag
+    from smoltrain.engine.control import StopFlag
     from smoltrain.engine.run import run
 
     preset = tmp_path / "pipe.toml"

@@ -19,6 +19,14 @@ def test_help_path_imports_no_torch_or_textual():
     assert out.strip() == "[]"
 
 
+def test_worker_loads_no_ml_library_before_it_reads_the_config():
+    # Unsloth patches transformers, PEFT and TRL only if it is imported before them: the worker must
+    # be able to import it first, after reading the config.
+    code = "import sys, smoltrain.engine.worker; print(sorted(m for m in ('transformers','peft','trl') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_help_lists_the_commands():
     out = smoltrain("--help").stdout
     for command in ("run", "validate", "presets", "demo"):
