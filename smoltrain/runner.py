@@ -23,12 +23,11 @@ from pathlib import Path
 
 from smoltrain.config.load import dump_config
 from smoltrain.config.schema import RunConfig
-from smoltrain.engine.control import CONTROL_DIR, SAVE_NOW
+from smoltrain.engine.control import CONTROL_DIR, SAVE_NOW, WORKER_PID, running_worker
 from smoltrain.engine.events import Event, RunFinished, read_events, tail_events
 from smoltrain.errors import ConfigError
 
 WORKER_LOG = "worker.log"
-WORKER_PID = "worker.pid"  # lets a later session (another terminal, the app reopened) find and stop the run
 
 
 def default_run_name(preset: str | Path) -> str:
@@ -118,23 +117,6 @@ def start(run_dir: Path, resume: bool = False) -> RunHandle:
     log.close()
     (run_dir / WORKER_PID).write_text(str(process.pid))
     return RunHandle(run_dir=run_dir, process=process)
-
-
-def running_worker(run_dir: Path) -> int | None:
-    """The pid of the worker training this run now, or None. A pid file outlives its worker and
-    pids are reused, so the process must still be alive and be this run's worker."""
-    try:
-        pid = int((run_dir / WORKER_PID).read_text())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists():  # Linux: check what the process is; elsewhere trust the live pid
-        args = [a.decode(errors="replace") for a in cmdline.read_bytes().split(b"\0") if a]
-        this_run = run_dir.resolve()
-        if "smoltrain.engine.worker" not in args or not any(Path(a).resolve() == this_run for a in args[1:]):
-            return None
-    return pid
 
 
 def request_stop(run_dir: Path) -> bool:

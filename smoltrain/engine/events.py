@@ -113,7 +113,7 @@ class RunFinished(_Event):
     type: Literal["run_finished"] = "run_finished"
     status: Literal["completed", "stopped"]
     step: int
-    final_dir: str | None
+    final_dir: str | None = None  # None: no adapter saved at the end (stopped at once, or nothing trained)
     duration_s: float
 
 

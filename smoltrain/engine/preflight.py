@@ -136,7 +136,7 @@ def out_of_memory_error(cfg: RunConfig, where: str) -> FitError:
     gpu = gpu_memory_gb()
     if gpu is not None:
         try:
-            from smoltrain import memory  # written alongside; optional here
+            from smoltrain import memory  # advice only: any failure below falls back to the generic hint
 
             estimate = memory.estimate(cfg, gpu)
             message += f"; estimated {estimate.total_gb:.1f} GB of {gpu:.1f} GB"

@@ -13,12 +13,18 @@ from typing import Any
 
 import tomllib
 
-from smoltrain.engine.events import Event, Metrics, RunFailed, RunFinished, parse_event
+from smoltrain.engine.control import running_worker
+from smoltrain.engine.events import (
+    Event,
+    Metrics,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    parse_event,
+)
 
 # Enough of the file's end to hold the last metrics and the end event of any run.
 _TAIL_BYTES = 64 * 1024
-# A run without an end event whose events file changed this recently is taken to be training.
-_ALIVE_WITHIN_S = 120.0
 
 
 @dataclass
@@ -78,16 +84,19 @@ def _describe_config(raw: dict[str, Any]) -> tuple[str, str]:
     return technique, model
 
 
-def run_status(events: list[Event], events_path: Path) -> str:
+def run_status(events: list[Event], run_dir: Path) -> str:
+    """How the run's latest session ended; a resumed run that trains now is "running", not its
+    earlier "stopped", and one that ended without an end event (killed) is "interrupted"."""
+    if running_worker(run_dir) is not None:
+        return "running"
     for event in reversed(events):
         if isinstance(event, RunFinished):
             return event.status
         if isinstance(event, RunFailed):
             return "failed"
-    if not events_path.exists():
-        return "not started"
-    fresh = time.time() - events_path.stat().st_mtime < _ALIVE_WITHIN_S
-    return "running" if fresh else "interrupted"
+        if isinstance(event, RunStarted):
+            break  # this session never ended: the worker was killed
+    return "interrupted" if (run_dir / "events.jsonl").exists() else "not started"
 
 
 def read_run(path: Path) -> RunInfo | None:
@@ -99,7 +108,7 @@ def read_run(path: Path) -> RunInfo | None:
         return None
     technique, model = _describe_config(raw)
     events = read_tail_events(path / "events.jsonl")
-    info = RunInfo(path.name, path, technique, _short_model(model), run_status(events, path / "events.jsonl"), when)
+    info = RunInfo(path.name, path, technique, _short_model(model), run_status(events, path), when)
     last = next((e for e in reversed(events) if isinstance(e, Metrics)), None)
     if last is not None:
         info.last, info.step, info.max_steps = last.values, last.step, last.max_steps

@@ -22,7 +22,7 @@ async def test_home_lists_runs_and_presets(app):
         assert str(rows["grpo-pipeline"][4]) == "completed"
         assert rows["grpo-pipeline"][2] == "sft > grpo"
         assert "step 10/10" in rows["grpo-pipeline"][5]
-        assert str(rows["dpo-partial"][4]) == "interrupted"  # no end event, not written lately
+        assert str(rows["dpo-partial"][4]) == "interrupted"  # no end event, and no worker trains it
         start = app.screen.query_one("#start", OptionList)
         labels = [str(start.get_option_at_index(i).prompt) for i in range(start.option_count)]
         assert labels[0].startswith("+ New run")

@@ -21,6 +21,7 @@ SAMPLES = [
     ev.Warning(message="loss is nan", hint="lower the learning rate", step=4),
     ev.StageFinished(stage=0, technique="sft", step=10, output_dir="/r/final"),
     ev.RunFinished(status="completed", step=10, final_dir="/r/final", duration_s=3.2),
+    ev.RunFinished(status="stopped", step=4, final_dir=None, duration_s=1.0),  # stopped at once: nothing saved
     ev.RunFailed(error_type="DataError", message="x.jsonl: line 3: not valid JSON", hint="fix it", user_error=True),
 ]  # fmt: skip
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from smoltrain.engine.events import EventWriter, Metrics, RunFinished, RunStarted
+from smoltrain.engine.events import EventWriter, Metrics, RunFinished, RunStarted, read_events
 from smoltrain.engine.worker import _stopped_at_once
 
 
@@ -27,3 +27,7 @@ def test_a_run_stopped_at_once_ends_at_its_last_logged_step_of_this_session(tmp_
     end = _stopped_at_once(tmp_path)
     assert end.status == "stopped" and end.step == 8 and end.final_dir is None
     assert 0 <= end.duration_s <= time.time() - resumed.time + 1  # timed from this session's start
+    emit = EventWriter(tmp_path / "events.jsonl")
+    emit(end)  # the front ends must be able to read it back
+    emit.close()
+    assert read_events(tmp_path / "events.jsonl")[-1] == end

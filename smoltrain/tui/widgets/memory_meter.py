@@ -1,18 +1,16 @@
 """The settings step's memory meter: how much GPU memory the draft needs, against the card; and
 "fit to my GPU", which asks the memory model for the batch shape that fits and posts it as `Fitted`.
 
-The numbers come from smoltrain.memory (`estimate(cfg, gpu_mem_gb)`, `detect_gpu_memory_gb()`),
-owned by the memory model. This widget is the one place the TUI touches it: if that package is
-missing or fails, the meter says so and the wizard carries on. The estimate may read a hub model's
-config.json over the network, so it runs in a worker thread. Never imports torch.
+The numbers come from smoltrain.memory (`estimate`, `fit`, `detect_gpu_memory_gb`), imported on
+first use, off the app's start-up path; if it fails (a model whose config.json cannot be found),
+the meter says why and the wizard carries on. The estimate may read a hub model's config.json over
+the network, so it runs in a worker thread. Never imports torch.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from types import ModuleType
-
 from typing import Any
 
 from textual import work
@@ -22,13 +20,6 @@ from textual.widgets import Static
 from smoltrain.config.schema import RunConfig
 
 _BAR = 30
-
-
-def _memory_module() -> ModuleType | None:
-    try:
-        return importlib.import_module("smoltrain.memory")
-    except ImportError:
-        return None
 
 
 class MemoryMeter(Static):
@@ -49,17 +40,15 @@ class MemoryMeter(Static):
         self._gpu_known = False
 
     def update_for(self, cfg: RunConfig | None) -> None:
-        if _memory_module() is None:
-            self.update("[dim]memory estimate: not available (smoltrain.memory is missing)[/]")
-        elif cfg is None:
+        if cfg is None:
             self.update("[dim]memory estimate: fix the settings first[/]")
         else:
             self._estimate(cfg)
 
     @work(thread=True, exclusive=True, group="memory")
     def _estimate(self, cfg: RunConfig) -> None:
-        memory = _memory_module()
-        assert memory is not None
+        from smoltrain import memory
+
         try:
             self._know_gpu(memory)
             est = memory.estimate(cfg, self._gpu)
@@ -71,10 +60,9 @@ class MemoryMeter(Static):
     @work(thread=True, exclusive=True, group="memory")
     def fit_for(self, cfg: RunConfig) -> None:
         """Post `Fitted` with what makes `cfg` fit this GPU, or notify why nothing can be proposed."""
-        memory = _memory_module()
+        from smoltrain import memory
+
         try:
-            if memory is None:
-                raise RuntimeError("smoltrain.memory is missing")
             self._know_gpu(memory)
             if not self._gpu:
                 raise RuntimeError("no NVIDIA GPU found here: set SMOLTRAIN_GPU_MEM_GB (e.g. 12) to fit for another card")
