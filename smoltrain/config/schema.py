@@ -77,6 +77,12 @@ class DataSection(Section):
         "instruction (instruction/input/output), sharegpt (conversations of from/value). Reward and DPO: "
         "preference (prompt, chosen, rejected), preference_implicit (chosen, rejected), hh_rlhf. GRPO: prompt_only.",
     )  # fmt: skip
+    template: Literal["chat", "raw"] = Field(
+        "chat",
+        description="SFT prompt/completion text: chat puts each row into the model's chat template as a user "
+        "and an assistant turn (the format the model will be used in; models without a chat template train on "
+        "the raw text anyway); raw trains on prompt + completion as plain text. Chat data always uses the template.",
+    )
     columns: dict[str, str] = Field(
         default_factory=dict,
         description='Rename the file\'s columns to the names smoltrain expects (prompt, completion, messages, '

@@ -89,7 +89,7 @@ def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag, resume: bool 
     if cfg.model.trust_remote_code:
         emit(Warning(message=f"model.trust_remote_code = true: Python code from {cfg.model.name_or_path} will run",
                      hint="only for model repositories you trust"))  # fmt: skip
-    datasets = [prepare_datasets(s.data, s.train.technique, seed=s.train.seed) for _, s in stages]  # type: ignore[arg-type]
+    datasets = prepare_stage_data(cfg, stages, emit)
 
     policy = cfg.model.name_or_path
     finished: dict[str, Path] = {}
@@ -133,6 +133,23 @@ def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag, resume: bool 
             duration_s=time.time() - started,
         )
     )
+
+
+def prepare_stage_data(cfg: RunConfig, stages: list[tuple[str, RunConfig]], emit: Emit) -> list[PreparedData]:
+    """Every stage's data, fitted to the base model's chat template (later stages' models are merges of
+    it and keep its tokenizer), before any weights load; what was changed to fit is said once."""
+    tokenizer = load_tokenizer(cfg)
+    prepared = []
+    for _, stage in stages:
+        assert stage.data is not None  # stage_configs gives every stage its data
+        data = prepare_datasets(stage.data, stage.train.technique, seed=stage.train.seed, tokenizer=tokenizer,
+                                loss_on=stage.sft.loss_on, model=cfg.model.name_or_path)  # fmt: skip
+        for report in filter(None, (data.report, data.eval_report)):
+            for fix, rows in report.fixed.items():
+                emit(Warning(message=f"{report.source}: {fix}: {rows} of {report.rows_kept} rows",
+                             hint="the model's own chat template has no place for a system turn there"))  # fmt: skip
+        prepared.append(data)
+    return prepared
 
 
 def _run_stage_fitting(

@@ -43,6 +43,13 @@ class RowProblem(Exception):
     """Why one row cannot be used; the message is the reason counted in DataReport.dropped."""
 
 
+class RowRejected(Exception):
+    """A row the model's chat template refuses: not a row to drop quietly but a stop, naming the row
+    and the template's own message (a wrong role order in one row usually means in many)."""
+
+    index: int = -1  # the row's index in its split, set by convert_rows
+
+
 def read_text(value: Any, column: str) -> str:
     """A non-blank string."""
     if value is None:
@@ -126,6 +133,9 @@ def convert_rows(rows: Iterable[Row], convert: Converter) -> Converted:
             reason = str(problem)
             out.dropped[reason] += 1
             out.first_at.setdefault(reason, index)
+        except RowRejected as rejected:
+            rejected.index = index
+            raise
     return out
 
 

@@ -1,8 +1,13 @@
 """From a `[data]` section to the train and eval datasets a TRL trainer takes: load, detect, convert, split.
 
-    prepared = prepare_datasets(cfg.data, "dpo", seed=cfg.train.seed)
+    prepared = prepare_datasets(cfg.data, "dpo", seed=cfg.train.seed, tokenizer=tokenizer)
     prepared.train, prepared.eval      # datasets.Dataset in TRL's format (prepared.trl_format)
     prepared.report.summary()          # "dpo.jsonl: 2000 rows read, 1990 kept; dropped 10 (...)"
+
+With the model's tokenizer, every row is also fitted to its chat template (template_step.py: system
+turns folded where the template refuses or drops them, counted in the report; a row it refuses
+stops the run, named), and SFT rows are tokenized with the trained tokens marked (`input_ids`,
+`assistant_masks`). Without one (tests of the shapes alone), rows stay as converted.
 
 What each technique gets (prepared.trl_format, and the columns of its rows):
 
@@ -31,11 +36,12 @@ import datasets
 import pyarrow as pa
 
 from smoltrain.config.schema import DataSection
-from smoltrain.engine.data.convert import Converter, convert_rows, sft_converter
+from smoltrain.engine.data.convert import Converter, RowRejected, convert_rows, sft_converter
 from smoltrain.engine.data.convert_preference import preference_converter
 from smoltrain.engine.data.convert_prompts import prompt_converter
 from smoltrain.engine.data.detect import Detected, detect
 from smoltrain.engine.data.load import LoadedData, is_local, is_split_spec, load_split
+from smoltrain.engine.data.template_step import TemplateStep
 from smoltrain.errors import DataError
 
 # Which module converts rows to each TRL format.
@@ -58,6 +64,7 @@ class DataReport:
     rows_kept: int
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows, most frequent first
     first_dropped_at: dict[str, str] = field(default_factory=dict)  # reason -> "line 17"
+    fixed: dict[str, int] = field(default_factory=dict)  # what was changed to fit the chat template -> rows
 
     def summary(self) -> str:
         """One line: 'sft.jsonl: 2000 rows read, 1990 kept; dropped 10 (empty assistant content: 10, first at line 17)'."""
@@ -68,6 +75,8 @@ class DataReport:
                 for reason, count in self.dropped.items()
             )
             text += f"; dropped {sum(self.dropped.values())} ({reasons})"
+        for fix, count in self.fixed.items():
+            text += f"; {fix}: {count} rows"
         return text
 
 
@@ -83,13 +92,22 @@ class PreparedData:
     trl_format: str
     report: DataReport  # the training source (all its rows, before eval_fraction is held out)
     eval_report: DataReport | None = None  # set when data.eval_split names a separate split
+    # With a tokenizer: SFT text in the "chat template" or as "raw text", and where the mask comes from.
+    text_format: str | None = None
+    mask_source: str | None = None
 
 
-def prepare_datasets(data: DataSection, technique: str, *, seed: int) -> PreparedData:
-    """Load, check and convert `data` for `technique`; hold out eval rows. Raises DataError on bad data."""
+def prepare_datasets(
+    data: DataSection, technique: str, *, seed: int, tokenizer: Any = None, loss_on: str = "completion", model: str = ""
+) -> PreparedData:
+    """Load, check and convert `data` for `technique`, fitted to `tokenizer`'s chat template when given
+    (SFT: tokenized, `loss_on` marking the trained tokens); hold out eval rows. Raises DataError on bad data."""
     loaded = load_split(data.path, data.config, data.split, data.max_rows)
     detected = _detect(loaded, data, technique, data.format)
-    train, report = _convert(loaded, detected)
+    step = None
+    if tokenizer is not None:
+        step = TemplateStep(tokenizer, detected, technique=technique, loss_on=loss_on, text=data.template, model=model)
+    train, report = _convert(loaded, detected, step)
 
     eval_ds: datasets.Dataset | None = None
     eval_report: DataReport | None = None
@@ -103,7 +121,7 @@ def prepare_datasets(data: DataSection, technique: str, *, seed: int) -> Prepare
                 f"({loaded.source}) are {_kind(detected)}",
                 hint="use eval data of the same shape as the training data, or drop data.eval_split",
             )
-        eval_ds, eval_report = _convert(eval_loaded, eval_detected)
+        eval_ds, eval_report = _convert(eval_loaded, eval_detected, step)
         if set(eval_ds.column_names) != set(train.column_names):
             # GRPO passes the other columns to the reward functions: eval rows need the same ones.
             raise DataError(
@@ -118,9 +136,11 @@ def prepare_datasets(data: DataSection, technique: str, *, seed: int) -> Prepare
         train=train,
         eval=eval_ds,
         format=detected.shape,
-        trl_format=detected.trl_format,
+        trl_format=step.trl_format if step else detected.trl_format,
         report=report,
         eval_report=eval_report,
+        text_format=step.text_format if step and technique == "sft" else None,
+        mask_source=step.template.mask_source if step and step.template else None,
     )
 
 
@@ -140,12 +160,22 @@ def _detect(loaded: LoadedData, data: DataSection, technique: str, fmt: str) -> 
     return detect(loaded.columns, first, technique=technique, fmt=fmt, mapping=data.columns, source=loaded.source)
 
 
-def _convert(loaded: LoadedData, detected: Detected) -> tuple[datasets.Dataset, DataReport]:
+def _convert(loaded: LoadedData, detected: Detected, step: TemplateStep | None) -> tuple[datasets.Dataset, DataReport]:
     rows = loaded.rows
     if isinstance(rows, datasets.Dataset):
         # Arrow -> Python for the needed columns only, in one pass: much faster than row by row.
         rows = rows.select_columns(sorted({*detected.fields.values(), *detected.keep})).to_list()
-    converted = convert_rows(rows, _CONVERTERS[detected.trl_format](detected))
+    convert = _CONVERTERS[detected.trl_format](detected)
+    if step is not None:
+        step.fixes.clear()
+        convert = _then(convert, step)
+    try:
+        converted = convert_rows(rows, convert)
+    except RowRejected as rejected:
+        raise DataError(
+            f"{loaded.source}: {loaded.where(rejected.index)}: the model's chat template rejects this row: {rejected}",
+            hint="fix the row (for example the order of its roles), or remove it",
+        ) from None
     read, kept = len(rows), len(converted.rows)
     dropped = dict(converted.dropped.most_common())
     first_at = {reason: loaded.where(i) for reason, i in converted.first_at.items()}
@@ -157,8 +187,12 @@ def _convert(loaded: LoadedData, detected: Detected) -> tuple[datasets.Dataset, 
             f"read as {detected.shape}: {_describe(dropped)})",
             hint="fix or remove those rows, or check data.format and data.columns",
         )
-    report = DataReport(loaded.source, read, kept, dropped, first_at)
+    report = DataReport(loaded.source, read, kept, dropped, first_at, dict(step.fixes.most_common()) if step else {})
     return _to_dataset(converted.rows, loaded.source), report
+
+
+def _then(convert: Converter, step: TemplateStep) -> Converter:
+    return lambda row: step(convert(row))
 
 
 def _to_dataset(rows: list[dict[str, Any]], source: str) -> datasets.Dataset:

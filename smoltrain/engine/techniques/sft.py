@@ -3,6 +3,11 @@
 By default the loss is on the assistant turns (chat data) or the completion (prompt/completion
 data) only, as practitioners do; plain text trains on every token. Optional packing.
 
+The rows arrive tokenized, with the trained tokens marked (data/template_step.py, through the one
+assistant mask of data/chat_template.py), so TRL only builds the labels from that mask, truncates
+to max_length and drops rows left with nothing to learn. TRL's own `assistant_only_loss` is not
+used: it needs `{% generation %}` markers, which most real templates lack.
+
 Runs in the worker. Never imports textual.
 """
 
@@ -14,35 +19,30 @@ from smoltrain.config.schema import RunConfig
 from smoltrain.engine.data import PreparedData
 from smoltrain.engine.model import LoadedModel
 from smoltrain.engine.techniques.common import StageContext, training_kwargs
-from smoltrain.errors import ModelError
 
 
 def loss_target(cfg: RunConfig, data: PreparedData) -> str:
     """Which tokens the loss is computed on, in words, for the run_started event."""
+    how = f" ({data.text_format}" + (f"; mask: {data.mask_source})" if data.mask_source and data.trl_format != "text" else ")")
     if cfg.sft.loss_on == "all":
-        return "all tokens (sft.loss_on = all)"
+        return "all tokens (sft.loss_on = all)" + how
     if data.trl_format == "messages":
-        return "assistant turns only"
+        return "assistant turns only" + how
     if data.trl_format == "prompt_completion":
-        return "completions only"
+        return "completions only" + how
     return "all tokens (plain text has no completion to single out)"
 
 
 def build_trainer(cfg: RunConfig, loaded: LoadedModel, data: PreparedData, ctx: StageContext) -> Any:
     from trl import SFTConfig, SFTTrainer
 
-    if data.trl_format == "messages" and not getattr(loaded.tokenizer, "chat_template", None):
-        raise ModelError(
-            f"model {cfg.model.name_or_path!r} has no chat template, and the dataset is chat messages",
-            hint="use an instruct model, or a prompt/completion or text dataset (data.format)",
-        )
-    completion_only = cfg.sft.loss_on == "completion"
     args = SFTConfig(
         **training_kwargs(cfg, loaded, ctx.output_dir, has_eval=data.eval is not None),
         max_length=cfg.train.max_length,
         packing=cfg.sft.packing,
-        assistant_only_loss=completion_only and data.trl_format == "messages",
-        completion_only_loss=completion_only and data.trl_format == "prompt_completion",
+        # The rows' assistant_masks already say what is trained (see the module docstring).
+        assistant_only_loss=False,
+        completion_only_loss=False,
         dataset_text_field="text",
     )
     return SFTTrainer(
