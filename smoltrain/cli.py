@@ -2,6 +2,7 @@
 
     smoltrain run PRESET.toml [--set section.key=value ...] [--name NAME]
     smoltrain validate PRESET.toml ...
+    smoltrain data PRESET.toml [--rows N]
     smoltrain resume RUN_DIR
     smoltrain presets
     smoltrain demo
@@ -24,7 +25,8 @@ from smoltrain.errors import BUG_EXIT_CODE, USER_ERROR_EXIT_CODE, SmoltrainError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smoltrain",
-        description="Post-train an LLM on your one GPU: QLoRA SFT from TOML presets, headless or (soon) in a terminal app.",
+        description="Post-train an LLM on your one GPU: QLoRA SFT, reward models, DPO and GRPO from TOML presets, "
+        "headless or in a terminal app (smoltrain with no command).",
         epilog="Start with `smoltrain demo` (offline, CPU, about three minutes), then `smoltrain presets`.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors too")
@@ -38,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check presets without training", description="Check presets without training.")
     validate.add_argument("presets", nargs="+", help="preset files or shipped preset names")
     _add_override_args(validate)
+
+    data = sub.add_parser("data", help="show what the model will see: shapes, lengths, trained tokens",
+                          description="Load each stage's data with the model's tokenizer (no weights) exactly as "
+                          "training will: the detected shape, rows kept and dropped, token lengths, what "
+                          "train.max_length truncates, and the first rows with the trained tokens marked.")  # fmt: skip
+    data.add_argument("preset", help="a preset file or the name of a shipped one")
+    _add_override_args(data)
+    data.add_argument("--rows", type=int, default=3, metavar="N", help="rows to show (default 3)")
 
     resume = sub.add_parser("resume", help="continue a stopped or interrupted run",
                             description="Continue a run from its last complete checkpoint; it ends at the same step.")  # fmt: skip
@@ -83,6 +93,7 @@ def cmd_run(preset: str, overrides: list[str], name: str | None) -> int:
 def cmd_validate(presets: list[str], overrides: list[str]) -> int:
     from smoltrain.config.load import load_config, stage_configs
     from smoltrain.config.presets import find_preset
+    from smoltrain.datacheck import check_data
 
     worst = 0
     for preset in presets:
@@ -93,11 +104,28 @@ def cmd_validate(presets: list[str], overrides: list[str]) -> int:
             print(exc.render(), file=sys.stderr)
             worst = USER_ERROR_EXIT_CODE
             continue
+        try:
+            checked = check_data(cfg)  # the data and the model's chat template, with the tokenizer only
+        except SmoltrainError as exc:
+            print(f"{path}: {exc.render()}", file=sys.stderr)
+            worst = USER_ERROR_EXIT_CODE
+            continue
         print(f"ok: {path}: {cfg.model.name_or_path}")
         for name, stage in stage_configs(cfg):
             steps = f"{stage.train.max_steps} steps" if stage.train.max_steps else f"{stage.train.epochs:g} epoch(s)"
             print(f"  {name}: {stage.train.technique} on {stage.data.path if stage.data else '?'}, {steps}")
+        print("\n".join(checked))
     return worst
+
+
+def cmd_data(preset: str, overrides: list[str], rows: int) -> int:
+    from smoltrain.config.load import load_config
+    from smoltrain.config.presets import find_preset
+    from smoltrain.datacheck import describe_data
+
+    for line in describe_data(load_config(find_preset(preset), overrides), rows=rows):
+        print(line, flush=True)
+    return 0
 
 
 def cmd_resume(run_dir: str) -> int:
@@ -155,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args.preset, args.overrides, args.name)
         if args.command == "validate":
             return cmd_validate(args.presets, args.overrides)
+        if args.command == "data":
+            return cmd_data(args.preset, args.overrides, args.rows)
         if args.command == "resume":
             return cmd_resume(args.run_dir)
         if args.command in ("estimate", "fit"):

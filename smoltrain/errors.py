@@ -18,10 +18,13 @@ class SmoltrainError(Exception):
 
     kind = "error"
 
-    def __init__(self, message: str, hint: str = "") -> None:
+    def __init__(self, message: str, hint: str = "", *, needs_network: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # A hub model or dataset that is not in the local cache while the hub cannot be reached:
+        # `smoltrain validate` says what it could not check instead of failing the preset.
+        self.needs_network = needs_network
 
     def __str__(self) -> str:
         return self.message

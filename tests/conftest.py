@@ -47,3 +47,12 @@ def run_preset(preset: Path, tmp_path: Path, overrides: list[str] = ()) -> Finis
 @pytest.fixture
 def sft_preset() -> Path:
     return PROJECT_ROOT / "presets" / "demo-sft.toml"
+
+
+@pytest.fixture(scope="session")
+def family_model(tmp_path_factory):
+    """family_model("llama-3.2") -> the folder of that family's tiny random-weight model, built once a session."""
+    from tests.families import build_family
+
+    root = tmp_path_factory.mktemp("families")
+    return lambda name: build_family(name, root)

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from smoltrain.config.schema import RunConfig, TrainSection
-from smoltrain.engine.data.load import hub_offline_context
+from smoltrain.config.schema import ModelSection, RunConfig, TrainSection
+from smoltrain.engine.data.load import hub_offline_context, hub_unreachable, looks_like_path
 from smoltrain.errors import ModelError
 
 # Unsloth wants explicit module names; these are the linear layers of Llama-family decoders.
@@ -80,16 +80,17 @@ def choose_backend(train: TrainSection, device: str) -> tuple[str, str]:
     return "unsloth", "on"
 
 
-def load_tokenizer(cfg: RunConfig) -> Any:
+def load_tokenizer(model: ModelSection) -> Any:
+    """The model's tokenizer (no weights), with a pad token: what data checks and training both use."""
     from transformers import AutoTokenizer
 
     try:
-        with hub_offline_context(cfg.model.name_or_path):  # no network: fail in seconds, not after retries
+        with hub_offline_context(model.name_or_path):  # no network: fail in seconds, not after retries
             tokenizer = AutoTokenizer.from_pretrained(
-                cfg.model.name_or_path, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
+                model.name_or_path, revision=model.revision, trust_remote_code=model.trust_remote_code
             )
     except (OSError, ValueError) as exc:
-        raise _not_found(cfg.model.name_or_path, exc) from None
+        raise _not_found(model.name_or_path, exc) from None
     if tokenizer.pad_token is None:
         # Padding is masked out of the loss, so reusing EOS is safe and the common practice.
         tokenizer.pad_token = tokenizer.eos_token
@@ -98,6 +99,11 @@ def load_tokenizer(cfg: RunConfig) -> Any:
 
 def load_model(cfg: RunConfig, tokenizer: Any) -> LoadedModel:
     """The trainable model for cfg's technique: a causal LM, or a 1-logit sequence classifier for reward models."""
+    from transformers import set_seed
+
+    # The LoRA matrices (and a reward model's score head) are drawn at random when they are made, before
+    # the Trainer seeds anything: seed here, or two runs of one preset differ from their first step.
+    set_seed(cfg.train.seed)
     device = resolve_device()
     dtype = resolve_dtype(cfg.model.dtype, device)
     backend, unsloth_reason = choose_backend(cfg.train, device)
@@ -278,9 +284,14 @@ def merge_adapter(cfg: RunConfig, adapter_dir: Path, out_dir: Path) -> Path:
 
 
 def _not_found(name: str, exc: Exception) -> ModelError:
-    looks_local = name.startswith((".", "/", "~")) or Path(name).suffix != "" or name.count("/") > 1
-    if looks_local and not Path(name).expanduser().exists():
+    if looks_like_path(name) and not Path(name).expanduser().exists():
         return ModelError(f"model.name_or_path = {name!r}: no such folder", hint="check the path, or give a hub id such as Qwen/Qwen3-0.6B")
+    if hub_unreachable(name):
+        return ModelError(
+            f"model.name_or_path = {name!r}: not in the local Hugging Face cache, and the hub cannot be reached",
+            hint="connect once to download it, or download it elsewhere (`hf download ID`) and give its folder",
+            needs_network=True,
+        )
     reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
     return ModelError(
         f"model.name_or_path = {name!r}: cannot load it ({reason})",

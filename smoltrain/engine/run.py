@@ -138,7 +138,7 @@ def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag, resume: bool 
 def prepare_stage_data(cfg: RunConfig, stages: list[tuple[str, RunConfig]], emit: Emit) -> list[PreparedData]:
     """Every stage's data, fitted to the base model's chat template (later stages' models are merges of
     it and keep its tokenizer), before any weights load; what was changed to fit is said once."""
-    tokenizer = load_tokenizer(cfg)
+    tokenizer = load_tokenizer(cfg.model)
     prepared = []
     for _, stage in stages:
         assert stage.data is not None  # stage_configs gives every stage its data
@@ -203,13 +203,15 @@ def _run_stage(
     for dropped in point.dropped if point else []:
         emit(Warning(message=f"skipped incomplete checkpoint {dropped} (written when the run was cut off)"))
     checkpoint = point.checkpoint if point else None
-    tokenizer = load_tokenizer(cfg)
+    tokenizer = load_tokenizer(cfg.model)
     try:
         loaded = load_model(cfg, tokenizer)
     except torch.cuda.OutOfMemoryError:
         # A smaller micro-batch cannot help here: the weights alone do not fit.
         raise preflight.out_of_memory_error(cfg, "while loading the model") from None
     loaded.active["loss_on"] = technique.loss_target(cfg, data)
+    if technique is sft and (text := sft.text_format(data)):
+        loaded.active["text"] = text
     if run_started is not None:
         emit(RunStarted(**run_started, device=loaded.device, dtype=str(loaded.dtype).removeprefix("torch."),
                         active=loaded.active, trainable_params=loaded.trainable_params,

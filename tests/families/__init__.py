@@ -45,6 +45,8 @@ class Family:
     adds_bos: bool = False  # plain encoding prepends BOS (the template then adds its own too)
     prefix_space: bool = True  # SentencePiece-style: a "▁" goes before the first word
     gen_eos: tuple[str, ...] = ()  # extra end tokens of generation_config (end of turn)
+    end_of_turn: str = ""  # the token that closes an assistant turn (what the mask must include)
+    system: str = "kept"  # what the template does with a system turn: kept, refused, dropped (single-turn rows)
 
 
 FAMILIES: dict[str, Family] = {
@@ -53,34 +55,34 @@ FAMILIES: dict[str, Family] = {
         Family("llama-3.2", "llama-3.2-1b", "trl:llama3_2", "bytelevel", eos="<|eot_id|>", bos="<|begin_of_text|>",
                specials=("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
                          "<|eot_id|>", "<|eom_id|>", "<|python_tag|>"),
-               adds_bos=True, gen_eos=("<|end_of_text|>", "<|eom_id|>")),
+               adds_bos=True, gen_eos=("<|end_of_text|>", "<|eom_id|>"), end_of_turn="<|eot_id|>"),
         Family("llama-3.1", "llama-3.1-8b", "trl:llama3_1", "bytelevel", eos="<|eot_id|>", bos="<|begin_of_text|>",
                specials=("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
                          "<|eot_id|>", "<|eom_id|>", "<|python_tag|>"),
-               adds_bos=True, gen_eos=("<|end_of_text|>", "<|eom_id|>")),
+               adds_bos=True, gen_eos=("<|end_of_text|>", "<|eom_id|>"), end_of_turn="<|eot_id|>"),
         Family("qwen2.5", "qwen2.5-0.5b", "trl:qwen2_5", "bytelevel", eos="<|im_end|>", pad="<|endoftext|>",
                specials=("<|endoftext|>", "<|im_start|>", "<|im_end|>"), added=("<tool_call>", "</tool_call>"),
-               gen_eos=("<|endoftext|>",)),
+               gen_eos=("<|endoftext|>",), end_of_turn="<|im_end|>"),
         Family("qwen3", "qwen3-0.6b", "trl:qwen3", "bytelevel", eos="<|im_end|>", pad="<|endoftext|>",
                specials=("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
-               added=("<tool_call>", "</tool_call>", "<think>", "</think>"), gen_eos=("<|endoftext|>",)),
+               added=("<tool_call>", "</tool_call>", "<think>", "</think>"), gen_eos=("<|endoftext|>",), end_of_turn="<|im_end|>"),
         Family("gemma-2", "gemma-2-2b", "trl:gemma", "sentencepiece", eos="<eos>", bos="<bos>", pad="<pad>", unk="<unk>",
                specials=("<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"),
-               adds_bos=True, prefix_space=False, gen_eos=("<end_of_turn>",)),
+               adds_bos=True, prefix_space=False, gen_eos=("<end_of_turn>",), end_of_turn="<end_of_turn>", system="refused"),
         Family("gemma-3", "gemma-3-1b", "trl:gemma3", "sentencepiece", eos="<eos>", bos="<bos>", pad="<pad>", unk="<unk>",
                specials=("<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>"),
-               adds_bos=True, prefix_space=False, gen_eos=("<end_of_turn>",)),
+               adds_bos=True, prefix_space=False, gen_eos=("<end_of_turn>",), end_of_turn="<end_of_turn>"),
         Family("mistral-v0.3", "mistral-7b-v0.3", "own:mistral_v0_3.jinja", "sentencepiece", eos="</s>", bos="<s>",
                unk="<unk>",
                specials=("<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[TOOL_CALLS]", "[AVAILABLE_TOOLS]",
                          "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]"),
-               adds_bos=True),
+               adds_bos=True, end_of_turn="</s>", system="dropped"),
         Family("phi-3", "phi-3-mini-4k", "trl:phi3", "sentencepiece", eos="<|endoftext|>", bos="<s>", pad="<|endoftext|>",
                unk="<unk>", specials=("<unk>", "<s>", "</s>", "<|endoftext|>", "<|assistant|>", "<|end|>", "<|system|>",
                                       "<|user|>"),
-               gen_eos=("<|end|>",)),
+               gen_eos=("<|end|>",), end_of_turn="<|end|>"),
         Family("smollm2", "smollm2-135m", "own:smollm2.jinja", "bytelevel", eos="<|im_end|>", bos="<|im_start|>",
-               pad="<|im_end|>", specials=("<|endoftext|>", "<|im_start|>", "<|im_end|>")),
+               pad="<|im_end|>", specials=("<|endoftext|>", "<|im_start|>", "<|im_end|>"), end_of_turn="<|im_end|>"),
     )
 }
 

@@ -233,7 +233,8 @@ def _load_hub(path: str, config: str | None, split: str) -> LoadedData:
     except (ConnectionError, FileNotFoundError) as e:
         if offline:
             why = "offline mode is on (HF_HUB_OFFLINE)" if requested else "the hub cannot be reached"
-            raise DataError(f"{path}: hub dataset not in the local cache, and {why}", hint=_OFFLINE_HINT) from None
+            raise DataError(f"{path}: hub dataset not in the local cache, and {why}", hint=_OFFLINE_HINT,
+                            needs_network=True) from None  # fmt: skip
         if isinstance(e, DatasetNotFoundError):
             raise DataError(
                 f"{path}: dataset not found on the Hugging Face hub",
@@ -249,6 +250,11 @@ def _load_hub(path: str, config: str | None, split: str) -> LoadedData:
     if not isinstance(ds, datasets.Dataset):
         raise DataError(f"{source}: expected one split, got {type(ds).__name__}", hint="set data.split, e.g. 'train'")
     return LoadedData(source, ds, list(ds.column_names), [Segment(0, "", "row", range(1, len(ds) + 1))])
+
+
+def hub_unreachable(path: str) -> bool:
+    """True when `path` is a hub id and the hub cannot be used now (offline mode, or no network)."""
+    return not is_local(path) and (_offline_requested() or not _hub_reachable())
 
 
 def hub_offline_context(path: str) -> contextlib.AbstractContextManager[None]:

@@ -140,7 +140,7 @@ def prepare_datasets(
         report=report,
         eval_report=eval_report,
         text_format=step.text_format if step and technique == "sft" else None,
-        mask_source=step.template.mask_source if step and step.template else None,
+        mask_source=step.template.mask_source if step and step.template and technique == "sft" else None,
     )
 
 

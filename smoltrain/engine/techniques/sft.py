@@ -23,14 +23,22 @@ from smoltrain.engine.techniques.common import StageContext, training_kwargs
 
 def loss_target(cfg: RunConfig, data: PreparedData) -> str:
     """Which tokens the loss is computed on, in words, for the run_started event."""
-    how = f" ({data.text_format}" + (f"; mask: {data.mask_source})" if data.mask_source and data.trl_format != "text" else ")")
     if cfg.sft.loss_on == "all":
-        return "all tokens (sft.loss_on = all)" + how
+        return "all tokens (sft.loss_on = all)"
     if data.trl_format == "messages":
-        return "assistant turns only" + how
+        return "assistant turns only"
     if data.trl_format == "prompt_completion":
-        return "completions only" + how
+        return "completions only"
     return "all tokens (plain text has no completion to single out)"
+
+
+def text_format(data: PreparedData) -> str | None:
+    """How the rows reach the model, for run_started: in its chat template (and whose mask), or as raw text."""
+    if data.text_format is None:
+        return None
+    if data.text_format == "chat template" and data.mask_source:
+        return f"chat template (mask from {data.mask_source})"
+    return data.text_format
 
 
 def build_trainer(cfg: RunConfig, loaded: LoadedModel, data: PreparedData, ctx: StageContext) -> Any:

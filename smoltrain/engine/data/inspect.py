@@ -1,0 +1,109 @@
+"""What the model will see, before any weights load: `smoltrain data`, `smoltrain validate` and the wizard's preview.
+
+    seen = inspect_data(cfg.data, cfg.train, cfg.sft, tokenizer, model=name)   # prepared as training prepares it
+    seen.lengths, seen.trained                              # tokens, and trained tokens, of every training row
+    seen.truncated, seen.cut, seen.emptied                  # what train.max_length does to them
+    seen.rows_shown(3)                                      # the first rows as (text, trained) pieces
+
+The rows come from `prepare_datasets` with the model's tokenizer, exactly as the worker prepares
+them: SFT rows carry the training mask (input_ids, assistant_masks) that TRL will train on; other
+techniques' rows are tokenized as their trainers see them (RowTokens.display). Nothing here
+computes a mask of its own.
+
+A stage whose every training row loses all its trained tokens to train.max_length is a DataError,
+as it is in the worker's preflight (TRL drops such rows; none would be left).
+
+Imports datasets and the tokenizer's library through prepare.py; never torch or textual itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from smoltrain.config.schema import DataSection, SftSection, TrainSection
+from smoltrain.engine.data.prepare import PreparedData, prepare_datasets
+from smoltrain.engine.data.tokens import RowTokens
+from smoltrain.errors import DataError
+
+_MAX_SHOWN_TOKENS = 160
+
+
+@dataclass
+class Piece:
+    text: str
+    trained: bool
+
+
+@dataclass
+class DataInspection:
+    prepared: PreparedData
+    max_length: int
+    packing: bool
+    lengths: list[int] = field(default_factory=list)  # tokens of each training row
+    trained: list[int] = field(default_factory=list)  # trained tokens of each training row
+    kept_trained: list[int] = field(default_factory=list)  # ... of them within max_length
+    _rows: list[tuple[list[int], list[int]]] = field(default_factory=list, repr=False)
+    _tokenizer: Any = field(default=None, repr=False)
+
+    @property
+    def truncated(self) -> int:
+        """Rows longer than max_length (packing cuts the packed sequences instead of rows)."""
+        return 0 if self.packing else sum(n > self.max_length for n in self.lengths)
+
+    @property
+    def cut(self) -> int:
+        """Trained tokens beyond max_length, lost to truncation."""
+        return 0 if self.packing else sum(self.trained) - sum(self.kept_trained)
+
+    @property
+    def emptied(self) -> int:
+        """Rows whose trained tokens all lie beyond max_length: TRL drops them."""
+        return 0 if self.packing else sum(1 for t, k in zip(self.trained, self.kept_trained) if t and not k)
+
+    def percentile(self, q: float) -> int:
+        ordered = sorted(self.lengths)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0
+
+    def rows_shown(self, count: int) -> list[list[Piece]]:
+        """The first `count` training rows: runs of tokens decoded together, each trained or not."""
+        return [_pieces(self._tokenizer, ids, mask) for ids, mask in self._rows[:count]]
+
+
+def inspect_data(
+    data: DataSection, train: TrainSection, sft: SftSection, tokenizer: Any, *, model: str, show: int = 3
+) -> DataInspection:
+    """Prepare one stage's data as the worker would, and measure what train.max_length does to it."""
+    technique = train.technique
+    prepared = prepare_datasets(data, technique, seed=train.seed, tokenizer=tokenizer, loss_on=sft.loss_on, model=model)
+    seen = DataInspection(prepared, train.max_length, sft.packing and technique == "sft", _tokenizer=tokenizer)
+    display = RowTokens(tokenizer, sft.loss_on) if technique != "sft" else None
+    for index, row in enumerate(prepared.train):
+        if display is None:
+            ids, mask = row["input_ids"], row["assistant_masks"]
+        else:
+            ids, mask = display.display(row, prepared.trl_format)
+        seen.lengths.append(len(ids))
+        seen.trained.append(sum(mask))
+        seen.kept_trained.append(sum(mask[: train.max_length]))
+        if index < show:
+            seen._rows.append((list(ids), list(mask)))
+    if technique == "sft" and not seen.packing and seen.emptied == len(seen.lengths):
+        raise DataError(
+            f"{prepared.report.source}: all {len(seen.lengths)} training rows lose every trained token to "
+            f"train.max_length = {train.max_length} (their answers start after it)",
+            hint="raise train.max_length, shorten the prompts, or set sft.loss_on = 'all'",
+        )
+    return seen
+
+
+def _pieces(tokenizer: Any, ids: list[int], mask: list[int]) -> list[Piece]:
+    """Consecutive tokens with the same trained flag, decoded together (per-token decoding splits words)."""
+    pieces: list[Piece] = []
+    ids, mask = ids[:_MAX_SHOWN_TOKENS], mask[:_MAX_SHOWN_TOKENS]
+    start = 0
+    for i in range(1, len(ids) + 1):
+        if i == len(ids) or mask[i] != mask[start]:
+            pieces.append(Piece(tokenizer.decode(ids[start:i]), bool(mask[start])))
+            start = i
+    return pieces
