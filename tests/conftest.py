@@ -44,6 +44,28 @@ def run_preset(preset: Path, tmp_path: Path, overrides: list[str] = ()) -> Finis
     return FinishedRun(handle.run_dir, code, read_events(handle.events_path))
 
 
+def train_in_process(preset: Path, tmp_path: Path, overrides: list[str] = ()) -> FinishedRun:
+    """Run a preset through the engine in this process (no worker start-up: seconds saved per run, for
+    the family matrix); the worker process around it has its own tests. Exit code as the worker's."""
+    from smoltrain.engine.control import StopFlag
+    from smoltrain.engine.events import EventWriter, RunFailed
+    from smoltrain.engine.run import run
+    from smoltrain.errors import SmoltrainError
+
+    cfg = load_config(preset, [f"output_dir={tmp_path / 'runs'}", *overrides])
+    run_dir = runner.create_run_dir(cfg, "test")
+    emit = EventWriter(run_dir / "events.jsonl")
+    code = 0
+    try:
+        run(load_config(run_dir / "config.toml"), run_dir, emit, StopFlag())
+    except SmoltrainError as exc:
+        code = 2
+        emit(RunFailed(**exc.to_dict(), user_error=True))
+    finally:
+        emit.close()
+    return FinishedRun(run_dir, code, read_events(run_dir / "events.jsonl"))
+
+
 @pytest.fixture
 def sft_preset() -> Path:
     return PROJECT_ROOT / "presets" / "demo-sft.toml"

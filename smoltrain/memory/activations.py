@@ -63,8 +63,10 @@ class ActivationModel:
         """What the trainable layers add: LoRA's saved inputs, or every linear's input in full fine-tuning."""
         s, e = self.shape, self.act_bytes
         # Which tensor feeds each linear layer: q/k/v share one, gate/up another.
-        source = {"q_proj": "attn_in", "k_proj": "attn_in", "v_proj": "attn_in", "o_proj": "attn_out",
-                  "gate_proj": "mlp_in", "up_proj": "mlp_in", "down_proj": "mlp_act"}  # fmt: skip
+        source = {"q_proj": "attn_in", "k_proj": "attn_in", "v_proj": "attn_in", "qkv_proj": "attn_in",
+                  "o_proj": "attn_out", "gate_proj": "mlp_in", "up_proj": "mlp_in", "gate_up_proj": "mlp_in",
+                  "down_proj": "mlp_act"}  # fmt: skip
+        source = {name: where for name, where in source.items() if name in {lin.name for lin in s.linears}}
         width = {lin.name: lin.in_features for lin in s.linears}
         if self.lora_rank is None:
             # Full fine-tuning: each distinct input once, and each norm's output (its weight trains too).

@@ -31,7 +31,7 @@ ALLOCATOR_SLACK = 0.05  # the caching allocator's fragmentation, as a share of w
 NF4_BITS = {False: 4 + 32 / 64, True: 4 + 8 / 64 + 32 / (64 * 256)}
 # 8-bit AdamW: two uint8 states per parameter plus a fp32 absmax per block of 256, per state.
 ADAM_8BIT_BYTES = 2 + 2 * FP32 / 256
-LIGER_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text"}
+LIGER_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3"}
 
 Rows = list[tuple[str, float]]
 

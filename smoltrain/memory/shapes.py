@@ -5,7 +5,12 @@ explicit file or folder (`--model-config`), a local model folder, the Hugging Fa
 hub. `ModelShape` turns the config into the numbers the memory model needs: every linear layer of a
 decoder block (what LoRA and 4-bit quantization act on), the embeddings, the output head (tied or
 not) and the norms. The counts equal those of the model transformers builds (tests compare them on
-the meta device for Llama, Mistral, Qwen2, Qwen3, Gemma 2 and Gemma 3).
+the meta device for Llama, Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3, Phi-3 and SmolLM2).
+
+Phi-3 fuses layers: one `qkv_proj` (hidden -> q + k + v) and one `gate_up_proj` (hidden -> 2 x
+intermediate). That changes LoRA's count (an adapter has one input side per layer, not three or
+two: Phi-3-mini at r=16 has 25.2M adapter parameters, not the 29.9M a Llama-like reading gives) and
+the 4-bit dequantization buffer (the largest layer is the fused gate_up_proj).
 
 Imports no torch (and no transformers): `smoltrain estimate` runs on a machine without the ML stack.
 """
@@ -30,7 +35,8 @@ FOUR_NORM_TYPES = {"gemma2", "gemma3_text"}  # pre- and post-norms around attent
 # transformers runs these with eager attention (sdpa has no logit soft-capping), which keeps the
 # (seq x seq) attention probabilities for backward.
 EAGER_ATTENTION_TYPES = {"gemma2"}
-KNOWN_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text"}
+FUSED_TYPES = {"phi3"}  # qkv_proj and gate_up_proj instead of q/k/v_proj and gate/up_proj
+KNOWN_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3"}
 TIED_BY_DEFAULT = {"gemma", "gemma2", "gemma3_text"}  # the config classes' own defaults when the key is absent
 
 
@@ -85,15 +91,23 @@ class ModelShape:
         attn_bias = bool(cfg.get("attention_bias", False))
         qkv_bias = attn_bias or model_type in QKV_BIAS_TYPES
         mlp_bias = bool(cfg.get("mlp_bias", False))
-        linears = (
-            Linear("q_proj", h, q_out, qkv_bias),
-            Linear("k_proj", h, kv_out, qkv_bias),
-            Linear("v_proj", h, kv_out, qkv_bias),
-            Linear("o_proj", q_out, h, attn_bias),
-            Linear("gate_proj", h, inter, mlp_bias),
-            Linear("up_proj", h, inter, mlp_bias),
-            Linear("down_proj", inter, h, mlp_bias),
-        )
+        if model_type in FUSED_TYPES:
+            linears: tuple[Linear, ...] = (
+                Linear("qkv_proj", h, q_out + 2 * kv_out, qkv_bias),
+                Linear("o_proj", q_out, h, attn_bias),
+                Linear("gate_up_proj", h, 2 * inter, mlp_bias),
+                Linear("down_proj", inter, h, mlp_bias),
+            )
+        else:
+            linears = (
+                Linear("q_proj", h, q_out, qkv_bias),
+                Linear("k_proj", h, kv_out, qkv_bias),
+                Linear("v_proj", h, kv_out, qkv_bias),
+                Linear("o_proj", q_out, h, attn_bias),
+                Linear("gate_proj", h, inter, mlp_bias),
+                Linear("up_proj", h, inter, mlp_bias),
+                Linear("down_proj", inter, h, mlp_bias),
+            )
         tied = bool(cfg.get("tie_word_embeddings", model_type in TIED_BY_DEFAULT))
         return cls(
             model_type=model_type, vocab_size=vocab, hidden_size=h, num_layers=n_layers, num_heads=n_heads,

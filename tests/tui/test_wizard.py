@@ -96,6 +96,37 @@ async def test_a_model_must_be_given(workdir, no_preview):
         assert "pick a model" in str(app.screen.query_one("#wizard-problem", Static).render())
 
 
+async def _preview_of(app, pilot, model: str | None = None):
+    await pilot.press("n")
+    await pilot.pause()
+    if model is not None:
+        app.screen.query_one("#model-input", Input).value = model  # as if typed: a folder of a real family
+    await pilot.press("ctrl+n", "ctrl+n")  # SFT, then the dataset step with the demo chats
+    step = app.screen.query_one(DataStep)
+    for _ in range(300):
+        await pilot.pause(0.1)
+        if step.preview is not None:
+            break
+    assert step.preview is not None, step.query_one("#preview-summary", Static).render()
+    return step.preview
+
+
+@pytest.mark.parametrize(("family", "end_of_turn"), [("llama-3.2", "<|eot_id|>"), ("gemma-2", "<end_of_turn>")])
+async def test_preview_highlights_the_answers_of_real_templates(workdir, family_model, family, end_of_turn):
+    """Llama-3.2: no generation markers and no TRL training copy (span matching); Gemma-2: refuses the
+    demo chats' system turns (folded). Both must show trained tokens, and only the answers'."""
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(100, 40)) as pilot:
+        preview = await _preview_of(app, pilot, str(family_model(family)))
+        for row in preview.rows:
+            trained = "".join(p.text for p in row if p.trained)
+            untrained = "".join(p.text for p in row if not p.trained)
+            assert trained.rstrip().endswith(end_of_turn), trained
+            assert "user" not in trained and "user" in untrained
+        if family == "gemma-2":
+            assert "system turn folded into the next user turn" in preview.summary
+
+
 async def test_preview_highlights_the_trained_tokens(workdir):
     app = SmoltrainApp(runs_dir="runs")
     async with app.run_test(size=(100, 40)) as pilot:

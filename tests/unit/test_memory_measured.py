@@ -16,7 +16,9 @@ from smoltrain.memory.activations import ActivationModel
 from smoltrain.memory.shapes import ModelShape
 
 ROOT = Path(__file__).resolve().parents[2]
-MODELS = ["llama-3.1-8b", "llama-3.2-1b", "mistral-7b-v0.3", "qwen2.5-0.5b", "qwen3-0.6b", "qwen3-4b", "gemma-2-2b", "gemma-3-1b"]
+# Every family of the test matrix (tests/families), at its published size.
+MODELS = ["llama-3.1-8b", "llama-3.2-1b", "mistral-7b-v0.3", "qwen2.5-0.5b", "qwen3-0.6b", "qwen3-4b", "gemma-2-2b",
+          "gemma-3-1b", "phi-3-mini-4k", "smollm2-135m"]
 TINY = ROOT / "assets" / "tiny-llama"
 
 
@@ -38,7 +40,7 @@ def test_parameter_counts_match_the_real_model(name):
     assert shape.total_params == sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", ["qwen3-0.6b", "gemma-3-1b", "tiny-llama"])
+@pytest.mark.parametrize("name", [*MODELS, "tiny-llama"])
 def test_lora_parameter_counts_match_peft(name):
     raw = config_of(name)
     with torch.device("meta"):
@@ -83,3 +85,12 @@ def test_activation_formula_agrees_with_saved_tensors(checkpointing):
     measured = saved_bytes(checkpointing)
     predicted = act.saved_bytes(2, 128, checkpointing)
     assert predicted == pytest.approx(measured, rel=0.15), (predicted, measured)
+
+
+def test_phi3_is_read_with_its_fused_layers_not_as_a_llama():
+    shape = ModelShape.from_config(config_of("phi-3-mini-4k"))
+    assert [lin.name for lin in shape.linears] == ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
+    assert shape.known_layout
+    assert round(shape.lora_params("all-linear", 16) / 1e6, 1) == 25.2  # a Llama-like reading gave 29.9
+    # bitsandbytes dequantizes the fused gate_up_proj (3072 x 16384) for its matmul: the largest buffer.
+    assert max(lin.in_features * lin.out_features for lin in shape.linears) == 3072 * 2 * 8192
