@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 SFT_STEPS = ["train.max_steps=8", "train.learning_rate=1e-2", "train.micro_batch_size=4", "train.logging_steps=1",
              "train.eval_steps=8", "train.save_steps=100", "data.max_rows=64", "train.warmup_ratio=0"]  # fmt: skip
 
-PIPELINE = f"""
+STAGES = [("sft", 32, 0.25), ("reward", 32, 0.25), ("dpo", 32, 0.25), ("grpo", 16, 0)]  # demo data file, rows, eval
+PIPELINE = """
 [model]
 name_or_path = "MODEL"
 [train]
@@ -35,24 +36,12 @@ num_generations = 4
 max_completion_length = 8
 [[grpo.rewards]]
 name = "math_answer"
-
-[[stages]]
-name = "sft"
-technique = "sft"
-data = {{ path = "{DEMO_DATA / 'sft.jsonl'}", max_rows = 32, eval_fraction = 0.25 }}
-[[stages]]
-name = "reward"
-technique = "reward"
-data = {{ path = "{DEMO_DATA / 'reward.jsonl'}", max_rows = 32, eval_fraction = 0.25 }}
-[[stages]]
-name = "dpo"
-technique = "dpo"
-data = {{ path = "{DEMO_DATA / 'dpo.jsonl'}", max_rows = 32, eval_fraction = 0.25 }}
-[[stages]]
-name = "grpo"
-technique = "grpo"
-data = {{ path = "{DEMO_DATA / 'grpo.jsonl'}", max_rows = 16, eval_fraction = 0 }}
 """
+PIPELINE += "".join(
+    f'\n[[stages]]\nname = "{t}"\ntechnique = "{t}"\n'
+    f'data = {{ path = "{DEMO_DATA / f"{t}.jsonl"}", max_rows = {rows}, eval_fraction = {held_out} }}\n'
+    for t, rows, held_out in STAGES
+)
 
 
 def failure(run) -> str:

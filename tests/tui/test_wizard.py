@@ -130,18 +130,13 @@ async def test_preview_highlights_the_answers_of_real_templates(workdir, family_
 async def test_preview_highlights_the_trained_tokens(workdir):
     app = SmoltrainApp(runs_dir="runs")
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.press("n", "ctrl+n", "ctrl+n")  # demo model, SFT, dataset step with the demo chats
-        step = app.screen.query_one(DataStep)
-        for _ in range(300):
-            await pilot.pause(0.1)
-            if step.preview is not None:
-                break
-        assert step.preview is not None, step.query_one("#preview-summary", Static).render()
-        assert step.preview.format == "messages"
-        trained = [p.text for p in step.preview.rows[0] if p.trained]
-        untrained = "".join(p.text for p in step.preview.rows[0] if not p.trained)
+        preview = await _preview_of(app, pilot)  # the demo model
+        assert preview.format == "messages"
+        trained = [p.text for p in preview.rows[0] if p.trained]
+        untrained = "".join(p.text for p in preview.rows[0] if not p.trained)
         assert trained and "user" in untrained and "user" not in "".join(trained)  # assistant turns only
-        assert "suggested max_length" in str(step.query_one("#preview-summary", Static).render())
+        summary = app.screen.query_one(DataStep).query_one("#preview-summary", Static)
+        assert "suggested max_length" in str(summary.render())
 
 
 async def test_fit_to_my_gpu_shrinks_the_micro_batch_and_keeps_the_batch(workdir, no_preview, monkeypatch):

@@ -54,6 +54,13 @@ def tokenizer_of(family_model):
     return load
 
 
+def template_of(tokenizer, force_span_matching: bool):
+    template = ChatTemplate(tokenizer)
+    if force_span_matching:
+        template._by_markers = False  # the path templates without markers take, tried on every family
+    return tokenizer, template
+
+
 def expected_run(name: str, answer: str, last: bool, template: ChatTemplate) -> str:
     """Qwen3's own template opens the last answer with an empty think block; TRL's training copy of it
     (prefix-preserving) opens every answer so."""
@@ -70,10 +77,7 @@ def strip_template_tail(name: str, run: str) -> str:
 @pytest.mark.parametrize("name", list(FAMILIES))
 @pytest.mark.parametrize("force_span_matching", [False, True], ids=["as-trained", "span-matching"])
 def test_single_turn_trains_the_answer_and_its_end_of_turn_only(name, force_span_matching, tokenizer_of):
-    tokenizer = tokenizer_of(name)
-    template = ChatTemplate(tokenizer)
-    if force_span_matching:
-        template._by_markers = False  # the path templates without markers take, on every family
+    tokenizer, template = template_of(tokenizer_of(name), force_span_matching)
     ids, mask = template.tokenize(SINGLE)
     runs = [strip_template_tail(name, squash(r)) for r in trained_runs(tokenizer, ids, mask)]
     assert runs == [expected_run(name, A1, last=True, template=template)], (template.mask_source, runs)
@@ -84,10 +88,7 @@ def test_single_turn_trains_the_answer_and_its_end_of_turn_only(name, force_span
 @pytest.mark.parametrize("name", list(FAMILIES))
 @pytest.mark.parametrize("force_span_matching", [False, True], ids=["as-trained", "span-matching"])
 def test_multi_turn_with_a_system_turn_trains_both_answers_and_no_prompt(name, force_span_matching, tokenizer_of):
-    tokenizer = tokenizer_of(name)
-    template = ChatTemplate(tokenizer)
-    if force_span_matching:
-        template._by_markers = False
+    tokenizer, template = template_of(tokenizer_of(name), force_span_matching)
     turns, fix = template.fit(MULTI)
     ids, mask = template.tokenize(turns)
     runs = [strip_template_tail(name, squash(r)) for r in trained_runs(tokenizer, ids, mask)]

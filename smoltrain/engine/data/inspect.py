@@ -98,12 +98,15 @@ def inspect_data(
 
 
 def _pieces(tokenizer: Any, ids: list[int], mask: list[int]) -> list[Piece]:
-    """Consecutive tokens with the same trained flag, decoded together (per-token decoding splits words)."""
+    """Consecutive tokens with the same trained flag. Each run's text is what it adds to the decoded row:
+    decoded alone, a SentencePiece run would lose its leading space ("▁10" decodes as "10")."""
     pieces: list[Piece] = []
     ids, mask = ids[:_MAX_SHOWN_TOKENS], mask[:_MAX_SHOWN_TOKENS]
-    start = 0
+    start, shown = 0, ""
     for i in range(1, len(ids) + 1):
         if i == len(ids) or mask[i] != mask[start]:
-            pieces.append(Piece(tokenizer.decode(ids[start:i]), bool(mask[start])))
-            start = i
+            text = tokenizer.decode(ids[:i])
+            pieces.append(Piece(text[len(shown) :] if text.startswith(shown) else tokenizer.decode(ids[start:i]),
+                                bool(mask[start])))  # fmt: skip
+            start, shown = i, text
     return pieces
