@@ -163,3 +163,38 @@ async def test_fit_to_my_gpu_shrinks_the_micro_batch_and_keeps_the_batch(workdir
         assert micro < 64 and micro * accum == 64  # the effective batch is kept
         assert screen.query_one("#field-train-micro_batch_size", Input).value == str(micro)  # the form shows it
         assert "fits" in str(screen.query_one("#memory", Static).render())
+
+
+async def test_review_checks_the_data_against_the_template_and_start_refuses_a_rejected_row(workdir, family_model):
+    """Two user turns in a row, which Gemma-2's template refuses: the review says which line, Start declines."""
+    import json
+
+    from smoltrain.tui.screens.wizard.review_step import ReviewStep
+
+    bad = workdir / "bad.jsonl"
+    rows = [{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}] * 3
+    rows.insert(1, {"messages": [{"role": "user", "content": "Hi"}, {"role": "user", "content": "?"},
+                                 {"role": "assistant", "content": "Hello."}]})  # fmt: skip
+    bad.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    app = SmoltrainApp(runs_dir="runs")
+    started = []
+    app.start_run = lambda cfg, name: started.append(name)  # type: ignore[method-assign]
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        app.screen.query_one("#model-input", Input).value = str(family_model("gemma-2"))
+        await pilot.press("ctrl+n", "ctrl+n")
+        app.screen.query_one("#data-input", Input).value = str(bad)
+        for _ in range(3):
+            await pilot.press("ctrl+n")
+            await pilot.pause()
+        review = app.screen.query_one(ReviewStep)
+        for _ in range(300):
+            await pilot.pause(0.1)
+            if review.data_error is not None:
+                break
+        shown = str(review.query_one("#review-data", Static).render())
+        assert "line 2" in shown and "Conversation roles must alternate" in shown, shown
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert started == []

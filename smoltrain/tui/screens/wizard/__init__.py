@@ -128,4 +128,7 @@ class WizardScreen(Screen[None]):
             return
         review = self.steps[-1]
         assert isinstance(review, ReviewStep)
+        if review.data_error is not None:
+            self.notify(review.data_error.message, severity="error", title="the data would fail this run")
+            return
         self.app.start_run(self.draft.validate(), review.run_name)  # type: ignore[attr-defined]
