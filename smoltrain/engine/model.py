@@ -289,7 +289,7 @@ def _not_found(name: str, exc: Exception) -> ModelError:
     if hub_unreachable(name):
         return ModelError(
             f"model.name_or_path = {name!r}: not in the local Hugging Face cache, and the hub cannot be reached",
-            hint="connect once to download it, or download it elsewhere (`hf download ID`) and give its folder",
+            hint="connect to the network once to download it, or download it elsewhere (`hf download ID`) and give its folder",
             needs_network=True,
         )
     reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__

@@ -29,9 +29,14 @@ def chat(system=None, user="What is 2 + 3?", answer="2 + 3 = 5."):
     return {"messages": [*turns, {"role": "user", "content": user}, {"role": "assistant", "content": answer}]}
 
 
-def smoltrain(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "smoltrain.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120)  # fmt: skip
+def smoltrain(capsys, *args):
+    """The command line in this process (the subprocess path has its own tests in test_cli.py)."""
+    from smoltrain.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
 
 
 def preset(tmp_path, model, data, extra=""):
@@ -57,7 +62,7 @@ def test_system_turns_are_folded_where_the_template_has_no_place_for_them_and_co
     assert all(t["role"] != "system" for row in dpo.train for t in row["prompt"]) == (fix is not None)
 
 
-def test_a_row_the_template_refuses_stops_with_its_line_and_the_templates_words(family_model, tmp_path):
+def test_a_row_the_template_refuses_stops_with_its_line_and_the_templates_words(family_model, tmp_path, capsys):
     two_users = {"messages": [{"role": "user", "content": "Hi"}, {"role": "user", "content": "Hello?"},
                               {"role": "assistant", "content": "Hello."}]}  # fmt: skip
     path = write_jsonl(tmp_path / "d.jsonl", [chat(), chat(), two_users, chat()])
@@ -67,7 +72,7 @@ def test_a_row_the_template_refuses_stops_with_its_line_and_the_templates_words(
     assert "line 3" in err.value.message and "Conversation roles must alternate" in err.value.message
     # The same one line from the command line, before any weights load, with exit code 2.
     for command in ("data", "validate"):
-        result = smoltrain(command, str(preset(tmp_path, family_model("gemma-2"), path)))
+        result = smoltrain(capsys, command, str(preset(tmp_path, family_model("gemma-2"), path)))
         assert result.returncode == 2, result.stderr
         assert "line 3" in result.stderr and "Traceback" not in result.stderr and "crashed" not in result.stderr
 
@@ -105,10 +110,10 @@ def test_chat_rows_on_a_model_without_a_chat_template_name_the_model(tmp_path):
                          tokenizer=tokenizer, model=str(model))  # fmt: skip
 
 
-def test_smoltrain_data_counts_what_max_length_cuts_and_stops_when_nothing_is_left(family_model, tmp_path):
+def test_smoltrain_data_counts_what_max_length_cuts_and_stops_when_nothing_is_left(family_model, tmp_path, capsys):
     model = family_model("llama-3.2")
     path = preset(tmp_path, model, DEMO_DATA / "sft.jsonl", "max_rows = 50\n[train]\nmax_length = 90\n")
-    result = smoltrain("data", str(path), "--rows", "1")
+    result = smoltrain(capsys, "data", str(path), "--rows", "1")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "trained as messages, chat template (mask from spans matched in the rendered text)" in out
@@ -116,14 +121,14 @@ def test_smoltrain_data_counts_what_max_length_cuts_and_stops_when_nothing_is_le
     assert truncated > 0 and "trained tokens cut" in out
     assert "«" in out and "<|eot_id|>»" in out, "the first row is shown with its trained tokens marked"
     # Llama-3.2's template puts ~40 tokens of header before any answer: at 16 tokens nothing is left.
-    result = smoltrain("data", str(path), "--set", "train.max_length=16")
+    result = smoltrain(capsys, "data", str(path), "--set", "train.max_length=16")
     assert result.returncode == 2 and "lose every trained token to train.max_length = 16" in result.stderr
 
 
-def test_validate_checks_the_data_with_the_tokenizer_and_says_what_it_could_not_check_offline(tmp_path):
+def test_validate_checks_the_data_with_the_tokenizer_and_says_what_it_could_not_check_offline(capsys):
     import os
 
-    result = smoltrain("validate", "demo")
+    result = smoltrain(capsys, "validate", "demo")
     assert result.returncode == 0, result.stderr
     assert "sft: 2000 of 2000 rows kept" in result.stdout and "grpo: 800 of 800 rows kept" in result.stdout
     # Offline as a user sets it (the hub libraries read HF_HUB_OFFLINE when they are imported).
