@@ -141,11 +141,13 @@ def test_qwen3_drops_earlier_reasoning_and_the_mask_still_finds_every_answer(tok
     assert runs == [squash(A1 + "<|im_end|>"), squash("<think>\nrecall it\n</think>\n\n" + A2 + "<|im_end|>")]
 
 
-def test_a_conversational_prompt_completion_trains_only_the_completions_answers(tokenizer_of):
-    tokenizer = tokenizer_of("llama-3.2")
+@pytest.mark.parametrize(("name", "prefix"), [("llama-3.2", ""), ("qwen3", "<think></think>")])
+def test_a_conversational_prompt_completion_trains_only_the_completions_answers(tokenizer_of, name, prefix):
+    tokenizer = tokenizer_of(name)
     template = ChatTemplate(tokenizer)
-    ids, mask = template.tokenize(MULTI, train_from=3)  # the first answer belongs to the prompt
-    assert [squash(r) for r in trained_runs(tokenizer, ids, mask)] == [squash(A2 + "<|eot_id|>")]
+    ids, mask = template.tokenize(MULTI, train_from=4)  # the prompt ends with the second question
+    eot = FAMILIES[name].end_of_turn
+    assert [squash(r) for r in trained_runs(tokenizer, ids, mask)] == [squash(prefix + A2 + eot)]
 
 
 def test_a_template_error_on_a_row_is_a_rejection_with_the_templates_own_words(tokenizer_of):

@@ -131,8 +131,14 @@ class ChatTemplate:
             raise RowRejected(_message(exc)) from None
         ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
         if train_from:
-            # Earlier assistant turns belong to the prompt: nothing before the prompt's end is trained.
-            start = common_prefix(self.prompt_ids(turns[:train_from]), ids)
+            # Earlier assistant turns belong to the prompt: nothing before the prompt's end (rendered by
+            # the same template as the ids) is trained.
+            try:
+                prompt = self.tokenizer.apply_chat_template(list(turns[:train_from]), tokenize=False,
+                                                            add_generation_prompt=True, chat_template=self._training)  # fmt: skip
+            except _RENDER_ERRORS as exc:
+                raise RowRejected(_message(exc)) from None
+            start = common_prefix(self._ids(prompt), ids)
             mask = [0] * start + mask[start:]
         return ids, mask
 
