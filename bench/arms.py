@@ -175,7 +175,7 @@ def _metered_techniques(techniques: dict[str, Any], meter: Meter) -> Iterator[No
             instrument(trainer, meter, loaded.tokenizer.pad_token_id)
             return trainer
 
-        return SimpleNamespace(loss_target=module.loss_target, build_trainer=build_trainer)
+        return SimpleNamespace(FACTS=module.FACTS, describe=module.describe, build_trainer=build_trainer)
 
     techniques.update({name: metered(module) for name, module in original.items()})
     try:

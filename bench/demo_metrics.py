@@ -18,12 +18,12 @@ from smoltrain.engine.events import (
     Metrics,
     RunFinished,
     StageStarted,
-    read_events,
 )
+from smoltrain.rundir import RunDir, read_events
 
 
 def summarise(run_dir: Path) -> list[str]:
-    events = read_events(run_dir / "events.jsonl")
+    events = read_events(RunDir(run_dir).events)
     stages = {e.stage: e.technique for e in events if isinstance(e, StageStarted)}
     lines = []
     for stage, technique in stages.items():

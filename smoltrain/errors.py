@@ -16,8 +16,6 @@ BUG_EXIT_CODE = 1
 class SmoltrainError(Exception):
     """A mistake the user can fix. `message` names what is wrong and where; `hint` says what to do."""
 
-    kind = "error"
-
     def __init__(self, message: str, hint: str = "", *, needs_network: bool = False) -> None:
         super().__init__(message)
         self.message = message
@@ -56,12 +54,5 @@ class FitError(SmoltrainError):
     """The run does not fit in the GPU's memory."""
 
 
-ERROR_TYPES: dict[str, type[SmoltrainError]] = {
-    cls.__name__: cls for cls in (SmoltrainError, ConfigError, DataError, ModelError, FitError)
-}
-
-
-def error_from_dict(data: dict[str, str]) -> SmoltrainError:
-    """Rebuild an error that crossed the process boundary as an event."""
-    cls = ERROR_TYPES.get(data.get("error_type", ""), SmoltrainError)
-    return cls(data.get("message", "unknown error"), data.get("hint", ""))
+class DiskFullError(SmoltrainError):
+    """The disk holding the run folder is full (or the user's quota is spent)."""

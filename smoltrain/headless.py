@@ -2,8 +2,9 @@
 
 On a terminal, one bar line is redrawn in place (step/total, loss, tokens/s, ETA) and
 everything else (evals, checkpoints, warnings) prints above it; in a log file or a pipe the
-bar becomes a plain line every few seconds. Ctrl-C asks the run to save and stop; a second
-Ctrl-C stops it at once.
+bar becomes a plain line every few seconds. Ctrl-C (or a SIGTERM, from `kill` or a job scheduler)
+asks the run to save and stop; a second one stops it at once. A worker that dies without an end
+event (kill -9, the OOM killer) is reported as such, with exit code 1.
 
 Imports no torch and no textual.
 """
@@ -31,7 +32,8 @@ from smoltrain.engine.events import (
     StageStarted,
     Warning,
 )  # fmt: skip
-from smoltrain.errors import BUG_EXIT_CODE
+from smoltrain.errors import BUG_EXIT_CODE, USER_ERROR_EXIT_CODE
+from smoltrain.runstate import RunState, format_duration
 
 BAR_WIDTH = 24
 PLAIN_LINE_EVERY_S = 5.0
@@ -39,27 +41,18 @@ PLAIN_LINE_EVERY_S = 5.0
 _EVAL_BOOKKEEPING = {"runtime", "samples_per_second", "steps_per_second", "epoch", "num_tokens", "num_input_tokens_seen"}
 
 
-def format_duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
 class Printer:
-    """Renders events; keeps just enough state for the ETA and the bar."""
+    """Renders events as lines; the figures it prints (ETA, memory) come from the RunState fold the
+    app renders too."""
 
     def __init__(self, out: TextIO = sys.stdout, tty: bool | None = None) -> None:
         self.out = out
         self.tty = out.isatty() if tty is None else tty
-        self._stage_start: float | None = None
-        self._stage_first_step = 0
+        self.state = RunState()
         self._bar_shown = False
         self._last_plain = 0.0
-        self._last_technique = ""
         self._sample_every = 1
         self._sample_step: int | None = None
-        self.last_eval_loss: dict[int, float] = {}
 
     def line(self, text: str) -> None:
         if self._bar_shown:
@@ -69,12 +62,12 @@ class Printer:
         self.out.flush()
 
     def render(self, event: Event) -> None:
+        self.state.feed(event)
         if isinstance(event, RunStarted):
             self.line(f"run {event.name}: {event.model} on {event.device} ({event.dtype})")
             self.line("  " + " | ".join(f"{k}: {v}" for k, v in event.active.items()))
             self.line(f"  trainable parameters: {event.trainable_params:,} of {event.total_params:,}")
         elif isinstance(event, StageStarted):
-            self._stage_start, self._stage_first_step = time.time(), 0
             self._sample_every, self._sample_step = max(1, event.max_steps // 10), None
             self.line(f"stage {event.stage + 1}: {event.technique}, {event.max_steps} steps")
             self.line(f"  data: {event.data}")
@@ -91,7 +84,6 @@ class Printer:
         elif isinstance(event, Warning):
             self.line(f"warning: {event.message}" + (f" (hint: {event.hint})" if event.hint else ""))
         elif isinstance(event, StageFinished):
-            self._last_technique = event.technique
             self.line(f"stage {event.stage + 1} ({event.technique}) done at step {event.step}: {event.output_dir}")
         elif isinstance(event, RunFinished):
             self._finished(event)
@@ -107,24 +99,13 @@ class Printer:
 
     def _progress(self, event: Metrics) -> None:
         now = time.time()
-        if self._stage_start is None:
-            self._stage_start, self._stage_first_step = now, event.step
-        done = event.step - self._stage_first_step
-        elapsed = now - self._stage_start
-        eta = elapsed / done * (event.max_steps - event.step) if done > 0 else None
         v = event.values
         frac = min(1.0, event.step / event.max_steps) if event.max_steps > 0 else 0.0
         filled = int(frac * BAR_WIDTH)
         parts = [f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {event.step}/{event.max_steps}"]
         if "loss" in v:
             parts.append(f"loss {_num(v['loss'])}")
-        if "tokens_per_second" in v:
-            parts.append(f"{v['tokens_per_second']:,.0f} tok/s")
-        mem = v.get("memory_allocated_gb", v.get("memory_rss_gb"))
-        if mem is not None:
-            parts.append(f"mem {mem:.1f} GB")
-        parts.append(f"ETA {format_duration(eta) if eta is not None else '--:--'}")
-        text = "  ".join(parts)
+        text = "  ".join(parts + self.state.status_parts())
         if self.tty:
             self.out.write("\r\033[K" + text)
             self.out.flush()
@@ -136,14 +117,18 @@ class Printer:
     def _finished(self, event: RunFinished) -> None:
         took = format_duration(event.duration_s)
         if event.status == "stopped":
+            if event.stopped_at is not None:  # stopped at once: nothing saved now
+                where = (f"; the last complete checkpoint is at step {event.step}" if event.step
+                         else "; no checkpoint was saved yet")  # fmt: skip
+                self.line(f"stopped at once at step {event.stopped_at}{where} ({took})")
+                return
             where = f"; saved to {event.final_dir}" if event.final_dir else ""
             self.line(f"stopped at step {event.step}{where} ({took})")
             return
         self.line(f"done: {event.step} steps in {took}")
         if event.final_dir:
             self.line(f"  adapter and tokenizer: {event.final_dir}")
-            auto_class = "AutoPeftModelForSequenceClassification" if self._last_technique == "reward" else "AutoPeftModelForCausalLM"
-            self.line(f"  load it with peft.{auto_class}.from_pretrained(<that folder>)")
+            self.line(f"  load it with peft.{self.state.auto_class()}.from_pretrained(<that folder>)")
 
     def _failed(self, event: RunFailed) -> None:
         if event.user_error:
@@ -162,18 +147,19 @@ def _num(value: float | None) -> str:
 
 
 def watch(handle: runner.RunHandle, printer: Printer | None = None) -> int:
-    """Render a running run until it ends; Ctrl-C becomes a stop request. Returns the exit code."""
+    """Render a running run until it ends; Ctrl-C or SIGTERM becomes a stop request (a second one
+    stops at once). Returns the exit code: the worker's, or 1 if it died without an end."""
     printer = printer or Printer()
     presses = 0
 
-    def on_interrupt(signum: int, frame: FrameType | None) -> None:
+    def on_stop(signum: int, frame: FrameType | None) -> None:
         nonlocal presses
         presses += 1
         printer.line("stopping: finishing this step and saving (Ctrl-C again to stop at once)" if presses == 1
                      else "stopping now")  # fmt: skip
         handle.request_stop()
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    previous = {sig: signal.signal(sig, on_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     saw_end = False
     try:
         for event in handle.events():
@@ -181,11 +167,17 @@ def watch(handle: runner.RunHandle, printer: Printer | None = None) -> int:
             saw_end = saw_end or isinstance(event, (RunFinished, RunFailed))
         code = handle.wait()
     finally:
-        signal.signal(signal.SIGINT, previous)
-    if not saw_end:
-        printer.line(f"error: the training process died (exit {code}) without a word; see {handle.log_path}")
-        return code or BUG_EXIT_CODE
-    return code
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if saw_end:
+        return code
+    if code == USER_ERROR_EXIT_CODE and (said := handle.log_errors()):
+        for line in said:  # refused before it could write an event (another worker holds the run)
+            printer.line(line)
+        return USER_ERROR_EXIT_CODE
+    how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
+    printer.line(f"error: the training process died ({how}) without a word; see {handle.log_path}")
+    return BUG_EXIT_CODE
 
 
 def run_headless(run_dir: Path, resume: bool = False) -> int:

@@ -10,7 +10,8 @@ import pytest
 from smoltrain import runner
 from smoltrain.config.load import load_config
 from smoltrain.config.presets import PROJECT_ROOT
-from smoltrain.engine.events import Eval, Event, Metrics, read_events
+from smoltrain.engine.events import Eval, Event, Metrics
+from smoltrain.rundir import read_events
 
 TINY_MODEL = PROJECT_ROOT / "assets" / "tiny-llama"
 DEMO_DATA = PROJECT_ROOT / "assets" / "data"
@@ -48,9 +49,10 @@ def train_in_process(preset: Path, tmp_path: Path, overrides: list[str] = ()) ->
     """Run a preset through the engine in this process (no worker start-up: seconds saved per run, for
     the family matrix); the worker process around it has its own tests. Exit code as the worker's."""
     from smoltrain.engine.control import StopFlag
-    from smoltrain.engine.events import EventWriter, RunFailed
+    from smoltrain.engine.events import RunFailed
     from smoltrain.engine.run import run
     from smoltrain.errors import SmoltrainError
+    from smoltrain.rundir import EventWriter
 
     cfg = load_config(preset, [f"output_dir={tmp_path / 'runs'}", *overrides])
     run_dir = runner.create_run_dir(cfg, "test")

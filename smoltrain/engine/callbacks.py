@@ -7,7 +7,7 @@ callback then asks the trainer to save and stop at the end of the current step. 
 for a checkpoint now by creating `runs/<name>/control/save_now` (an empty file); the callback
 looks for it after every step (one stat), saves, and removes it. Every save is marked complete
 (checkpoints.mark_complete) once transformers has written it, so a resume can tell it from a
-half-written one.
+half-written one, and only then are older checkpoints rotated out (checkpoints.rotate).
 
 Runs in the worker. Imports transformers' callback base, never textual.
 """
@@ -29,8 +29,8 @@ from transformers import (
     TrainingArguments,
 )
 
-from smoltrain.engine.checkpoints import mark_complete
-from smoltrain.engine.control import SAVE_NOW, StopFlag
+from smoltrain.engine.checkpoints import mark_complete, rotate
+from smoltrain.engine.control import StopFlag
 from smoltrain.engine.events import Checkpoint, Emit, Eval, Metrics, Sample, Warning
 
 # Logged once at the end of training by Trainer: summaries, not step metrics.
@@ -50,11 +50,14 @@ def memory_figures() -> dict[str, float]:
 
 
 class EventCallback(TrainerCallback):
-    def __init__(self, emit: Emit, stop: StopFlag, stage: int = 0, control_dir: Path | None = None) -> None:
+    def __init__(
+        self, emit: Emit, stop: StopFlag, stage: int = 0, save_now: Path | None = None, keep_checkpoints: int | None = None
+    ) -> None:
         self.emit = emit
         self.stop = stop
         self.stage = stage
-        self._save_now = control_dir / SAVE_NOW if control_dir is not None else None
+        self._save_now = save_now  # the run folder's "save a checkpoint now" request file
+        self._keep = keep_checkpoints  # save_total_limit: rotation happens here, after the manifest
         self._save_requested = False
         self._last_time: float | None = None
         self._last_tokens = 0
@@ -91,6 +94,7 @@ class EventCallback(TrainerCallback):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if path.is_dir():
             mark_complete(path)
+            rotate(Path(args.output_dir), self._keep)
         if self._save_requested and self._save_now is not None:
             # Removed only after the save, so a request is never lost to a crash in between.
             self._save_now.unlink(missing_ok=True)

@@ -1,7 +1,7 @@
 """Typed events: the only thing the training worker tells the front ends.
 
-The worker appends one JSON object per line to `runs/<name>/events.jsonl`; the runner tails
-that file and both front ends (headless, TUI) render the parsed events. Every event has
+The worker appends one JSON object per line to `runs/<name>/events.jsonl` (written and read by
+smoltrain/rundir.py, the run folder's owner); both front ends (headless, TUI) render the parsed events. Every event has
 `type` and `time`. A metrics event is flat: `step`, `max_steps` and TRL's logged values under
 TRL's own names (loss, learning_rate, grad_norm, rewards/margins, ...), plus tokens_per_second
 and memory figures where known.
@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 
-class _Event(BaseModel):
+class EventBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
     time: float = Field(default_factory=time.time)
 
@@ -28,7 +27,7 @@ class _Event(BaseModel):
         return json.dumps(self.model_dump(mode="json", exclude_none=True), ensure_ascii=False)
 
 
-class RunStarted(_Event):
+class RunStarted(EventBase):
     type: Literal["run_started"] = "run_started"
     run_dir: str
     name: str
@@ -43,7 +42,7 @@ class RunStarted(_Event):
     resumed_from: str | None = None
 
 
-class StageStarted(_Event):
+class StageStarted(EventBase):
     type: Literal["stage_started"] = "stage_started"
     stage: int
     technique: str
@@ -55,7 +54,7 @@ class StageStarted(_Event):
     data: str  # one-line data report: rows read, kept, dropped and why
 
 
-class _StepValues(_Event):
+class _StepValues(EventBase):
     """Metrics and eval events carry TRL's logged values as extra top-level keys."""
 
     model_config = ConfigDict(extra="allow")
@@ -76,7 +75,7 @@ class Eval(_StepValues):
     type: Literal["eval"] = "eval"
 
 
-class Sample(_Event):
+class Sample(EventBase):
     type: Literal["sample"] = "sample"
     step: int
     stage: int = 0
@@ -87,21 +86,21 @@ class Sample(_Event):
     label: str = ""  # e.g. "best" or "worst" of the step's group
 
 
-class Checkpoint(_Event):
+class Checkpoint(EventBase):
     type: Literal["checkpoint"] = "checkpoint"
     step: int
     stage: int = 0
     path: str
 
 
-class Warning(_Event):
+class Warning(EventBase):
     type: Literal["warning"] = "warning"
     message: str
     hint: str = ""
     step: int | None = None
 
 
-class StageFinished(_Event):
+class StageFinished(EventBase):
     type: Literal["stage_finished"] = "stage_finished"
     stage: int
     technique: str
@@ -109,15 +108,18 @@ class StageFinished(_Event):
     output_dir: str
 
 
-class RunFinished(_Event):
+class RunFinished(EventBase):
     type: Literal["run_finished"] = "run_finished"
     status: Literal["completed", "stopped"]
     step: int
     final_dir: str | None = None  # None: no adapter saved at the end (stopped at once, or nothing trained)
     duration_s: float
+    # Stopped at once (a second Ctrl-C): the step training had reached; `step` is then the last
+    # complete checkpoint's, where a resume continues.
+    stopped_at: int | None = None
 
 
-class RunFailed(_Event):
+class RunFailed(EventBase):
     type: Literal["run_failed"] = "run_failed"
     error_type: str
     message: str
@@ -136,7 +138,7 @@ EVENT_TYPES = (
     "checkpoint", "warning", "stage_finished", "run_finished", "run_failed",
 )  # fmt: skip
 
-Emit = Callable[[_Event], None]
+Emit = Callable[[EventBase], None]
 
 
 def parse_event(line: str | dict[str, Any]) -> Event:
@@ -144,57 +146,3 @@ def parse_event(line: str | dict[str, Any]) -> Event:
     if isinstance(line, str):
         return _ADAPTER.validate_json(line)
     return _ADAPTER.validate_python(line)
-
-
-def read_events(path: Path) -> list[Event]:
-    """All complete events of a finished or running run; a torn last line is skipped."""
-    events: list[Event] = []
-    if not path.exists():
-        return events
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            try:
-                events.append(parse_event(line))
-            except ValueError:
-                continue  # a line being written right now, or from a newer smoltrain
-    return events
-
-
-class EventWriter:
-    """Appends events to events.jsonl, one flushed line each, so a reader never waits on a buffer."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("a", encoding="utf-8")
-
-    def __call__(self, event: _Event) -> None:
-        self._file.write(event.to_json() + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def tail_events(path: Path, poll: Callable[[], bool], interval: float = 0.1) -> Iterator[Event]:
-    """Yield events as they are appended to `path` while `poll()` says the writer is alive,
-    then whatever remains. Partial lines wait for their newline."""
-    offset = 0
-    pending = b""
-    while True:
-        alive = poll()
-        if path.exists():
-            with path.open("rb") as f:
-                f.seek(offset)
-                chunk = f.read()
-            offset += len(chunk)
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                if line.strip():
-                    try:
-                        yield parse_event(line.decode("utf-8"))
-                    except ValueError:
-                        continue
-        if not alive:
-            return
-        time.sleep(interval)

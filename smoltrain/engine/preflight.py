@@ -14,12 +14,16 @@ step is what it would have been without it.
 memory model's estimate, and a fit suggestion (smoltrain.memory, imported lazily; a generic hint
 when it is missing or fails).
 
+`check_disk_space` warns before training when the run folder's disk cannot hold the checkpoints,
+adapters and merged models the run will write.
+
 Runs in the worker. Imports torch; never textual.
 """
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -136,7 +140,9 @@ def out_of_memory_error(cfg: RunConfig, where: str) -> FitError:
     gpu = gpu_memory_gb()
     if gpu is not None:
         try:
-            from smoltrain import memory  # advice only: any failure below falls back to the generic hint
+            from smoltrain import (
+                memory,  # advice only: any failure below falls back to the generic hint
+            )
 
             estimate = memory.estimate(cfg, gpu)
             message += f"; estimated {estimate.total_gb:.1f} GB of {gpu:.1f} GB"
@@ -156,3 +162,37 @@ def halved_batch(cfg: RunConfig) -> RunConfig | None:
     micro = train.micro_batch_size // 2
     accum = train.grad_accum * train.micro_batch_size // micro  # exact for even sizes; odd ones round the batch up
     return cfg.model_copy(update={"train": train.model_copy(update={"micro_batch_size": micro, "grad_accum": accum})})
+
+
+def disk_needed(cfg: RunConfig, trainable: int, total: int, optimizer: str) -> int:
+    """Bytes the run will write: the checkpoints kept at once (plus the one being written before the
+    oldest is rotated out: adapter + optimizer state), the final adapter, and a 16-bit merged model for
+    every policy stage that hands over to a later one."""
+    from smoltrain.config.load import stage_configs
+    from smoltrain.config.techniques import facts
+
+    stages = stage_configs(cfg)
+    optimizer_bytes = 2 if "8bit" in optimizer else 8  # Adam's two moments, 8-bit or float32
+    checkpoint = trainable * (4 + optimizer_bytes)
+    merges = sum(1 for _, s in stages[:-1] if facts(s.train.technique).policy)
+    per_stage = checkpoint * (cfg.train.save_total_limit + 1) + trainable * 4
+    return per_stage * len(stages) + merges * total * 2
+
+
+def check_disk_space(run_dir: Path, cfg: RunConfig, loaded: Any, emit: Emit) -> None:
+    """A warning, before training, when the run folder's disk cannot hold what the run will write."""
+    from smoltrain.engine.techniques.common import resolve_optimizer
+    from smoltrain.memory.shapes import ModelShape
+    from smoltrain.rundir import format_bytes, free_bytes
+
+    try:
+        total = ModelShape.from_config(loaded.model.config.to_dict()).total_params
+    except (KeyError, TypeError, ValueError):  # an architecture the memory model does not read: count the weights
+        total = loaded.total_params
+    optimizer = resolve_optimizer(cfg.train.optimizer, loaded.device)
+    needed, free = disk_needed(cfg, loaded.trainable_params, total, optimizer), free_bytes(run_dir)
+    if free < needed:
+        emit(Warning(message=f"the disk holding {run_dir} has {format_bytes(free)} free; this run will write about "
+                             f"{format_bytes(needed)} (checkpoints, adapters{', merged models' if cfg.stages else ''})",
+                     hint="free some space, or lower train.save_total_limit; a full disk stops the run (it can be "
+                          "resumed once space is freed)"))  # fmt: skip

@@ -35,10 +35,10 @@ import json
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from types import ModuleType
 
 import torch
 
@@ -46,8 +46,14 @@ from smoltrain.config.load import stage_configs
 from smoltrain.config.schema import RunConfig
 from smoltrain.engine import preflight
 from smoltrain.engine.callbacks import EventCallback
-from smoltrain.engine.checkpoints import mark_stage_done, resume_point, stage_done_step
-from smoltrain.engine.control import CONTROL_DIR, StopFlag
+from smoltrain.engine.checkpoints import (
+    mark_stage_done,
+    resume_point,
+    stage_done_step,
+    step_of,
+    trained_to_the_end,
+)
+from smoltrain.engine.control import StopFlag
 from smoltrain.engine.data import PreparedData, prepare_datasets
 from smoltrain.engine.events import (
     Emit,
@@ -59,12 +65,34 @@ from smoltrain.engine.events import (
 )
 from smoltrain.engine.model import load_model, load_tokenizer, merge_adapter
 from smoltrain.engine.techniques import dpo, grpo, reward, sft
+from smoltrain.engine.techniques.base import Technique
 from smoltrain.engine.techniques.common import StageContext
 from smoltrain.errors import ConfigError
+from smoltrain.rundir import RunDir, StagePaths
 
-TECHNIQUES: dict[str, ModuleType] = {"sft": sft, "reward": reward, "dpo": dpo, "grpo": grpo}
-POLICY_TECHNIQUES = {"sft", "dpo", "grpo"}  # their result is the model the next stage starts from
-FIT_FILE = "fit.json"  # micro_batch_size and grad_accum chosen by auto_fit, for a resume
+TECHNIQUES: dict[str, Technique] = {"sft": sft, "reward": reward, "dpo": dpo, "grpo": grpo}
+# Left in a checkpoint for resuming, not part of a trained model's folder.
+_RESUME_ONLY = {"optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin", "smoltrain-complete.json"}
+
+
+@dataclass(frozen=True)
+class StageJob:
+    """One stage to train, and what it reports to: the run loop's one argument to `_run_stage`."""
+
+    index: int
+    cfg: RunConfig  # the stage's own config, its model the current policy
+    data: PreparedData
+    paths: StagePaths  # its checkpoints/, final/, merged/, stage-done.json, fit.json
+    run: RunDir
+    emit: Emit
+    stop: StopFlag
+    resume: bool
+    resolve_model: Callable[[str], Path]  # an earlier stage's name or a folder -> a trained model
+    run_started: dict | None = None  # the run_started fields, for the first stage this worker trains
+
+    @property
+    def technique(self) -> Technique:
+        return TECHNIQUES[self.cfg.train.technique]
 
 
 @dataclass
@@ -84,6 +112,7 @@ class _StageOutOfMemory(Exception):
 
 def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag, resume: bool = False) -> None:
     started = time.time()
+    run = RunDir(run_dir)
     stages = stage_configs(cfg)
     is_pipeline = bool(cfg.stages)
     if cfg.model.trust_remote_code:
@@ -94,37 +123,36 @@ def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag, resume: bool 
     policy = cfg.model.name_or_path
     finished: dict[str, Path] = {}
     result: StageResult | None = None
-    run_started: dict | None = _run_started_fields(run_dir, cfg, [n for n, _ in stages])
+    run_started: dict | None = _run_started_fields(run, cfg, [n for n, _ in stages])
     for index, ((name, stage_cfg), data) in enumerate(zip(stages, datasets)):
-        stage_dir = run_dir / "stages" / name if is_pipeline else run_dir
-        is_policy_step = stage_cfg.train.technique in POLICY_TECHNIQUES and index < len(stages) - 1
-        done_step = stage_done_step(stage_dir) if resume else None
+        paths = run.stage(name if is_pipeline else None)
+        is_policy_step = TECHNIQUES[stage_cfg.train.technique].FACTS.policy and index < len(stages) - 1
+        done_step = stage_done_step(paths.done) if resume else None
         if done_step is not None:
             emit(Warning(message=f"resuming: stage {index + 1} ({name}) finished before, at step {done_step}; skipped"))
-            result = StageResult(final_dir=stage_dir / "final", step=done_step, completed=True)
+            result = StageResult(final_dir=paths.final, step=done_step, completed=True)
         else:
             stage_cfg = stage_cfg.model_copy(update={"model": stage_cfg.model.model_copy(update={"name_or_path": policy})})
-            result = _run_stage_fitting(
-                index, stage_cfg, data, stage_dir, emit, stop, run_started=run_started, resume=resume,
-                resolve_model=partial(_resolve_model, finished),
-            )  # fmt: skip
+            job = StageJob(index, stage_cfg, data, paths, run, emit, stop, resume, partial(_resolve_model, finished),
+                           run_started=run_started)  # fmt: skip
+            result = _run_stage_fitting(job)
             run_started = None
             if not result.completed:
                 break
             if is_policy_step:
-                merge_adapter(stage_cfg, result.final_dir, stage_dir / "merged")
-            mark_stage_done(stage_dir, result.step)
+                merge_adapter(stage_cfg, result.final_dir, paths.merged)
+            mark_stage_done(paths.done, result.step)
         finished[name] = result.final_dir
         if is_policy_step:
-            policy = str(stage_dir / "merged")
+            policy = str(paths.merged)
         if stop.requested:
             break
 
     completed = result is not None and result.completed and len(finished) == len(stages)
     final_dir = result.final_dir if result else None
     if is_pipeline and final_dir is not None and completed:
-        shutil.copytree(final_dir, run_dir / "final", dirs_exist_ok=True)
-        final_dir = run_dir / "final"
+        shutil.copytree(final_dir, run.final, dirs_exist_ok=True)
+        final_dir = run.final
     emit(
         RunFinished(
             status="completed" if completed else "stopped",
@@ -152,86 +180,75 @@ def prepare_stage_data(cfg: RunConfig, stages: list[tuple[str, RunConfig]], emit
     return prepared
 
 
-def _run_stage_fitting(
-    index: int, cfg: RunConfig, data: PreparedData, stage_dir: Path, emit: Emit, stop: StopFlag,
-    run_started: dict | None, resume: bool, resolve_model: partial[Path],
-) -> StageResult:  # fmt: skip
+def _run_stage_fitting(job: StageJob) -> StageResult:
     """Run a stage; on CUDA OOM either retry it with a smaller micro-batch (auto_fit) or explain."""
-    cfg = _with_saved_fit(cfg, stage_dir)
+    job = replace(job, cfg=_with_saved_fit(job.cfg, job.paths))
     while True:
         try:
-            return _run_stage(index, cfg, data, stage_dir, emit, stop, run_started, resume, resolve_model)
+            return _run_stage(job)
         except _StageOutOfMemory as oom:
             where = oom.where
         # Out of the except block: the failed attempt's frames (and its tensors) are gone before the retry.
         _release_memory()
-        smaller = preflight.halved_batch(cfg) if cfg.train.auto_fit else None
+        smaller = preflight.halved_batch(job.cfg) if job.cfg.train.auto_fit else None
         if smaller is None:
-            raise preflight.out_of_memory_error(cfg, where)
-        old, new = cfg.train, smaller.train
-        emit(Warning(message=f"out of GPU memory {where}: retrying with micro_batch_size {new.micro_batch_size} and "
-                             f"grad_accum {new.grad_accum} (was {old.micro_batch_size} x {old.grad_accum}; same "
-                             "effective batch)", hint="train.auto_fit is on"))  # fmt: skip
+            raise preflight.out_of_memory_error(job.cfg, where)
+        old, new = job.cfg.train, smaller.train
+        job.emit(Warning(message=f"out of GPU memory {where}: retrying with micro_batch_size {new.micro_batch_size} "
+                                 f"and grad_accum {new.grad_accum} (was {old.micro_batch_size} x {old.grad_accum}; "
+                                 "same effective batch)", hint="train.auto_fit is on"))  # fmt: skip
         # RunStarted went out before the preflight; the retry continues from the last complete checkpoint.
-        cfg, resume, run_started = smaller, True, None
-        (stage_dir / FIT_FILE).write_text(json.dumps({"micro_batch_size": new.micro_batch_size, "grad_accum": new.grad_accum}))
+        job = replace(job, cfg=smaller, resume=True, run_started=None)
+        job.paths.fit.write_text(json.dumps({"micro_batch_size": new.micro_batch_size, "grad_accum": new.grad_accum}))
 
 
-def _with_saved_fit(cfg: RunConfig, stage_dir: Path) -> RunConfig:
+def _with_saved_fit(cfg: RunConfig, paths: StagePaths) -> RunConfig:
     """A resumed stage keeps the batch shape auto_fit found, so its checkpoints line up."""
-    path = stage_dir / FIT_FILE
-    if not path.is_file():
+    if not paths.fit.is_file():
         return cfg
-    fit = json.loads(path.read_text())
+    fit = json.loads(paths.fit.read_text())
     return cfg.model_copy(update={"train": cfg.train.model_copy(update=fit)})
 
 
-def _run_stage(
-    index: int,
-    cfg: RunConfig,
-    data: PreparedData,
-    stage_dir: Path,
-    emit: Emit,
-    stop: StopFlag,
-    run_started: dict | None,
-    resume: bool,
-    resolve_model: partial[Path],
-) -> StageResult:
-    technique_name = cfg.train.technique
-    technique = TECHNIQUES[technique_name]
-    point = resume_point(stage_dir / "checkpoints") if resume else None
+def _run_stage(job: StageJob) -> StageResult:
+    cfg, emit, technique = job.cfg, job.emit, job.technique
+    point = resume_point(job.paths.checkpoints) if job.resume else None
     for dropped in point.dropped if point else []:
-        emit(Warning(message=f"skipped incomplete checkpoint {dropped} (written when the run was cut off)"))
+        emit(Warning(message=f"skipped incomplete checkpoint {dropped} (cut off while written, or damaged since)"))
     checkpoint = point.checkpoint if point else None
+    if checkpoint is not None and trained_to_the_end(checkpoint):
+        return _finish_from_checkpoint(job, checkpoint)
     tokenizer = load_tokenizer(cfg.model)
     try:
         loaded = load_model(cfg, tokenizer)
     except torch.cuda.OutOfMemoryError:
         # A smaller micro-batch cannot help here: the weights alone do not fit.
         raise preflight.out_of_memory_error(cfg, "while loading the model") from None
-    loaded.active["loss_on"] = technique.loss_target(cfg, data)
-    if technique is sft and (text := sft.text_format(data)):
-        loaded.active["text"] = text
-    if run_started is not None:
-        emit(RunStarted(**run_started, device=loaded.device, dtype=str(loaded.dtype).removeprefix("torch."),
+    loaded.active.update(technique.describe(cfg, job.data))
+    if job.run_started is not None:
+        emit(RunStarted(**job.run_started, device=loaded.device, dtype=str(loaded.dtype).removeprefix("torch."),
                         active=loaded.active, trainable_params=loaded.trainable_params,
                         total_params=loaded.total_params,
                         resumed_from=str(checkpoint) if checkpoint else None))  # fmt: skip
+        preflight.check_disk_space(job.run.root, cfg, loaded, emit)
 
+    events = EventCallback(emit, job.stop, stage=job.index, save_now=job.run.save_now,
+                           keep_checkpoints=cfg.train.save_total_limit)  # fmt: skip
     ctx = StageContext(
-        output_dir=stage_dir / "checkpoints",
-        callbacks=[EventCallback(emit, stop, stage=index, control_dir=_control_dir(stage_dir))],
+        output_dir=job.paths.checkpoints,
+        callbacks=[events],
         emit=emit,
-        stage=index,
-        resolve_model=resolve_model,
+        stage=job.index,
+        resolve_model=job.resolve_model,
     )
-    trainer = technique.build_trainer(cfg, loaded, data, ctx)
+    trainer = technique.build_trainer(cfg, loaded, job.data, ctx)
     _adapters_in_float32_when_computing_in_float32(trainer.model, loaded.dtype)
+    data = job.data
     preflight.check_rows(trainer, len(data.train), len(data.eval) if data.eval is not None else 0, cfg, emit)
     emit(
         StageStarted(
-            stage=index,
-            technique=technique_name,
+            stage=job.index,
+            technique=cfg.train.technique,
             model=cfg.model.name_or_path,
             active=loaded.active,
             max_steps=_planned_steps(cfg, len(trainer.get_train_dataloader())),
@@ -251,21 +268,31 @@ def _run_stage(
         del trainer, loaded
         raise _StageOutOfMemory(where) from None
 
-    final_dir = stage_dir / "final"
-    trainer.save_model(str(final_dir))
-    loaded.tokenizer.save_pretrained(str(final_dir))
+    trainer.save_model(str(job.paths.final))
+    loaded.tokenizer.save_pretrained(str(job.paths.final))
     step = trainer.state.global_step
     completed = step >= trainer.state.max_steps
-    emit(StageFinished(stage=index, technique=technique_name, step=step, output_dir=str(final_dir)))
+    emit(StageFinished(stage=job.index, technique=cfg.train.technique, step=step, output_dir=str(job.paths.final)))
     del trainer, loaded
     _release_memory()
-    return StageResult(final_dir=final_dir, step=step, completed=completed)
+    return StageResult(final_dir=job.paths.final, step=step, completed=completed)
 
 
-def _control_dir(stage_dir: Path) -> Path:
-    """runs/<name>/control, where a front end drops requests such as save_now (the same for every stage)."""
-    run_dir = stage_dir.parent.parent if stage_dir.parent.name == "stages" else stage_dir
-    return run_dir / CONTROL_DIR
+def _finish_from_checkpoint(job: StageJob, checkpoint: Path) -> StageResult:
+    """The last complete checkpoint is the stage's last step (the worker was killed while saving the
+    final adapter or merging): nothing is left to train, so the stage's result is that checkpoint's
+    adapter, and the run goes on (or ends) from there."""
+    step = step_of(checkpoint)
+    job.emit(Warning(message=f"resuming: stage {job.index + 1} ({job.cfg.train.technique}) had reached its last "
+                             f"step ({step}) in {checkpoint.name}; finishing it from there"))  # fmt: skip
+    final = job.paths.final
+    final.mkdir(parents=True, exist_ok=True)
+    for path in checkpoint.iterdir():
+        if path.is_file() and path.name not in _RESUME_ONLY and not path.name.startswith("rng_state"):
+            shutil.copy2(path, final / path.name)
+    load_tokenizer(job.cfg.model).save_pretrained(str(final))
+    job.emit(StageFinished(stage=job.index, technique=job.cfg.train.technique, step=step, output_dir=str(final)))
+    return StageResult(final_dir=final, step=step, completed=True)
 
 
 def _adapters_in_float32_when_computing_in_float32(model: torch.nn.Module, dtype: torch.dtype) -> None:
@@ -279,8 +306,8 @@ def _adapters_in_float32_when_computing_in_float32(model: torch.nn.Module, dtype
             param.data = param.data.float()
 
 
-def _run_started_fields(run_dir: Path, cfg: RunConfig, stage_names: list[str]) -> dict:
-    return {"run_dir": str(run_dir), "name": run_dir.name, "model": cfg.model.name_or_path, "stages": stage_names}
+def _run_started_fields(run: RunDir, cfg: RunConfig, stage_names: list[str]) -> dict:
+    return {"run_dir": str(run.root), "name": run.name, "model": cfg.model.name_or_path, "stages": stage_names}
 
 
 def _resolve_model(finished: dict[str, Path], ref: str) -> Path:
@@ -288,7 +315,7 @@ def _resolve_model(finished: dict[str, Path], ref: str) -> Path:
     if ref in finished:
         return finished[ref]
     path = Path(ref).expanduser()
-    for candidate in (path / "final", path):
+    for candidate in (RunDir(path).final, path):
         if (candidate / "config.json").exists() or (candidate / "adapter_config.json").exists():
             return candidate
     raise ConfigError(

@@ -1,11 +1,12 @@
 """The training child process: `python -m smoltrain.engine.worker RUN_DIR [--resume]`.
 
-Reads RUN_DIR/config.toml, appends events to RUN_DIR/events.jsonl, and exits 0 (done, or
-stopped on request), 2 (a user error, reported as run_failed with a hint) or 1 (a bug, reported
-with its traceback). The first SIGINT/SIGTERM asks the trainer to finish the current step, save
-and stop; a second one stops at once (the last complete checkpoint stays intact: checkpoints are
-marked complete only after transformers has written them). `--resume` continues the run in
-RUN_DIR from its last complete checkpoint (see engine/run.py).
+First takes the run folder's OS lock (smoltrain/rundir.py): a second worker on the same run exits 2
+at once, writing no event. Then reads RUN_DIR/config.toml, appends events to RUN_DIR/events.jsonl,
+and exits 0 (done, or stopped on request), 2 (a user error, reported as run_failed with a hint; a
+full disk is one) or 1 (a bug, reported with its traceback). The first SIGINT/SIGTERM asks the
+trainer to finish the current step, save and stop; a second one stops at once (the last complete
+checkpoint stays intact: checkpoints are marked complete only after transformers has written them).
+`--resume` continues the run in RUN_DIR from its last complete checkpoint (see engine/run.py).
 
 Training lives here, not in the front end's process, because Unsloth and Liger patch
 transformers globally, GPU memory only fully returns at process exit, and a CUDA crash must not
@@ -25,15 +26,29 @@ from types import FrameType
 from smoltrain.config.load import load_config
 from smoltrain.engine.control import StopFlag
 from smoltrain.engine.events import (
-    EventWriter,
     Metrics,
     RunFailed,
     RunFinished,
     RunStarted,
+    StageStarted,
     Warning,
+)
+from smoltrain.errors import (
+    BUG_EXIT_CODE,
+    USER_ERROR_EXIT_CODE,
+    ConfigError,
+    SmoltrainError,
+)
+from smoltrain.rundir import (
+    EventWriter,
+    RunDir,
+    RunLocked,
+    WorkerLock,
+    current_attempt,
+    disk_full_error,
+    is_disk_full,
     read_events,
 )
-from smoltrain.errors import BUG_EXIT_CODE, USER_ERROR_EXIT_CODE, SmoltrainError
 
 
 def _install_stop_handlers(stop: StopFlag, emit: EventWriter) -> None:
@@ -62,43 +77,74 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m smoltrain.engine.worker RUN_DIR [--resume]", file=sys.stderr)
         return USER_ERROR_EXIT_CODE
-    run_dir = Path(args[0])
-    emit = EventWriter(run_dir / "events.jsonl")
+    run_dir = RunDir(Path(args[0]))
+    lock = WorkerLock(run_dir)
+    try:
+        lock.acquire()
+    except RunLocked as locked:
+        # Not a word into events.jsonl: the events there are the live worker's.
+        error = ConfigError(f"{run_dir.root}: this run is already training (worker pid {locked.pid or '?'})",
+                            hint="wait for it, or stop it (Ctrl-C where it runs, x on its screen in the app)")  # fmt: skip
+        print(error.render(), file=sys.stderr)
+        return USER_ERROR_EXIT_CODE
+    emit = EventWriter(run_dir.events, reserve=run_dir.reserve)
     stop = StopFlag()
     _install_stop_handlers(stop, emit)
     _quiet_libraries()
     try:
-        cfg = load_config(run_dir / "config.toml")
+        return _train(run_dir, emit, stop, resume)
+    finally:
+        emit.close()
+        lock.release()
+
+
+def _train(run_dir: RunDir, emit: EventWriter, stop: StopFlag, resume: bool) -> int:
+    try:
+        cfg = load_config(run_dir.config)
         _import_unsloth_first_if_used(cfg)
         # The ML stack loads here, after the signal handlers are in place.
         from smoltrain.engine.run import run
 
-        run(cfg, run_dir, emit, stop, resume=resume)
+        run(cfg, run_dir.root, emit, stop, resume=resume)
         return 0
     except SmoltrainError as exc:
-        emit(RunFailed(**exc.to_dict(), user_error=True))
-        return USER_ERROR_EXIT_CODE
+        return _user_error(emit, exc)
     except KeyboardInterrupt:
         emit(_stopped_at_once(run_dir))
         return 0
-    except Exception as exc:  # a bug: keep the traceback for the report
+    except Exception as exc:
+        if is_disk_full(exc, run_dir.root):
+            from smoltrain.engine.checkpoints import drop_incomplete_everywhere
+
+            drop_incomplete_everywhere(run_dir)  # the half-written checkpoint: its space lets the error be written
+            return _user_error(emit, disk_full_error(run_dir))
+        # A bug: keep the traceback for the report.
         emit(RunFailed(error_type=type(exc).__name__, message=str(exc) or type(exc).__name__,
                        user_error=False, traceback=traceback.format_exc()))  # fmt: skip
         traceback.print_exc()
         return BUG_EXIT_CODE
-    finally:
-        emit.close()
 
 
-def _stopped_at_once(run_dir: Path) -> RunFinished:
-    """The end of a run stopped by a second Ctrl-C: no checkpoint was written now, so the step is
-    the last one logged since this worker started, and the model is in the last checkpoint."""
-    events = read_events(run_dir / "events.jsonl")
-    started = max((i for i, e in enumerate(events) if isinstance(e, RunStarted)), default=0)
-    since = events[started:]
-    step = max((e.step for e in since if isinstance(e, Metrics)), default=0)
+def _user_error(emit: EventWriter, exc: SmoltrainError) -> int:
+    print(exc.render(), file=sys.stderr)  # worker.log keeps it too, should the event not fit on a full disk
+    emit(RunFailed(**exc.to_dict(), user_error=True))
+    return USER_ERROR_EXIT_CODE
+
+
+def _stopped_at_once(run_dir: RunDir) -> RunFinished:
+    """The end of a run stopped by a second Ctrl-C: nothing was saved now, so the step reported is
+    the last complete checkpoint's, the one a resume continues from (0: none yet)."""
+    from smoltrain.engine.checkpoints import last_complete, step_of
+
+    since = current_attempt(read_events(run_dir.events))
+    stage = next((e for e in reversed(since) if isinstance(e, StageStarted)), None)
+    stage_names = next((e.stages for e in since if isinstance(e, RunStarted)), [])
+    name = stage_names[stage.stage] if stage is not None and len(stage_names) > 1 else None
+    checkpoint = last_complete(run_dir.stage(name).checkpoints)
     began = since[0].time if since else time.time()
-    return RunFinished(status="stopped", step=step, final_dir=None, duration_s=time.time() - began)
+    logged = max((e.step for e in since if isinstance(e, Metrics)), default=0)
+    return RunFinished(status="stopped", step=step_of(checkpoint) if checkpoint else 0, final_dir=None,
+                       duration_s=time.time() - began, stopped_at=logged)  # fmt: skip
 
 
 def _import_unsloth_first_if_used(cfg: object) -> None:

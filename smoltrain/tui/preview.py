@@ -56,7 +56,12 @@ class Preview:
 
 def build_preview(draft_raw: dict[str, Any], measure_rows: int = MEASURE_ROWS) -> Preview:
     """Load, convert and tokenize the draft's data with its model's tokenizer. Raises SmoltrainError."""
-    from smoltrain.config.schema import DataSection, ModelSection, SftSection, TrainSection
+    from smoltrain.config.schema import (
+        DataSection,
+        ModelSection,
+        SftSection,
+        TrainSection,
+    )
     from smoltrain.engine.data.inspect import inspect_data
     from smoltrain.engine.model import load_tokenizer
 

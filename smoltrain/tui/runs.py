@@ -1,30 +1,24 @@
 """Past runs under `runs/`: what the home screen lists (name, technique, model, status, last metrics, when).
 
 Reads each run's config.toml (as plain TOML, not validated: an old run must still be listed) and
-the tail of its events.jsonl. Stdlib and smoltrain.engine.events only; never imports torch or textual.
+the tail of its events.jsonl (through smoltrain/rundir.py). Never imports torch or textual.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
+from smoltrain.engine.events import Event, Metrics, RunFailed, RunFinished, RunStarted
+from smoltrain.rundir import RunDir, read_tail, running_worker
 
-from smoltrain.engine.control import running_worker
-from smoltrain.engine.events import (
-    Event,
-    Metrics,
-    RunFailed,
-    RunFinished,
-    RunStarted,
-    parse_event,
-)
-
-# Enough of the file's end to hold the last metrics and the end event of any run.
-_TAIL_BYTES = 64 * 1024
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
 
 
 @dataclass
@@ -41,7 +35,7 @@ class RunInfo:
 
     @property
     def events_path(self) -> Path:
-        return self.path / "events.jsonl"
+        return RunDir(self.path).events
 
     def last_metrics_text(self) -> str:
         """'step 40/100  loss 0.213' or '-', for one table cell."""
@@ -54,24 +48,6 @@ class RunInfo:
 
     def when_text(self) -> str:
         return time.strftime("%Y-%m-%d %H:%M", time.localtime(self.when))
-
-
-def read_tail_events(path: Path, max_bytes: int = _TAIL_BYTES) -> list[Event]:
-    """The complete events in the last `max_bytes` of an events file (a cut first line is skipped)."""
-    if not path.exists():
-        return []
-    with path.open("rb") as f:
-        size = f.seek(0, 2)
-        f.seek(max(0, size - max_bytes))
-        chunk = f.read()
-    events: list[Event] = []
-    for line in chunk.split(b"\n"):
-        if line.strip():
-            try:
-                events.append(parse_event(line.decode("utf-8", errors="replace")))
-            except ValueError:
-                continue
-    return events
 
 
 def _describe_config(raw: dict[str, Any]) -> tuple[str, str]:
@@ -96,18 +72,19 @@ def run_status(events: list[Event], run_dir: Path) -> str:
             return "failed"
         if isinstance(event, RunStarted):
             break  # this session never ended: the worker was killed
-    return "interrupted" if (run_dir / "events.jsonl").exists() else "not started"
+    return "interrupted" if RunDir(run_dir).events.exists() else "not started"
 
 
 def read_run(path: Path) -> RunInfo | None:
-    config = path / "config.toml"
+    run = RunDir(path)
+    config = run.config
     try:
         raw = tomllib.loads(config.read_text(encoding="utf-8"))
         when = config.stat().st_mtime
     except (OSError, tomllib.TOMLDecodeError):
         return None
     technique, model = _describe_config(raw)
-    events = read_tail_events(path / "events.jsonl")
+    events = read_tail(run.events)
     info = RunInfo(path.name, path, technique, _short_model(model), run_status(events, path), when)
     last = next((e for e in reversed(events) if isinstance(e, Metrics)), None)
     if last is not None:

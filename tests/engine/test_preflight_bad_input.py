@@ -12,7 +12,7 @@ import pytest
 from smoltrain import runner
 from smoltrain.config.load import load_config
 from smoltrain.engine import worker
-from smoltrain.engine.events import read_events
+from smoltrain.rundir import read_events
 from tests.conftest import TINY_MODEL
 
 pytestmark = pytest.mark.slow

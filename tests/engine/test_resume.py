@@ -17,8 +17,9 @@ from smoltrain.cli import main
 from smoltrain.config.load import load_config
 from smoltrain.config.presets import PRESETS_DIR
 from smoltrain.engine.checkpoints import MANIFEST, is_complete, last_complete
-from smoltrain.engine.events import Metrics, read_events
+from smoltrain.engine.events import Metrics
 from smoltrain.errors import ConfigError
+from smoltrain.rundir import read_events, running_worker
 from tests.conftest import start_run
 
 pytestmark = pytest.mark.slow
@@ -54,12 +55,12 @@ def _uninterrupted_losses(preset: Path, tmp_path: Path) -> dict[int, float]:
 def test_sigint_leaves_a_resumable_checkpoint_and_resume_ends_like_an_uninterrupted_run(sft_preset, tmp_path):
     handle = start_run(sft_preset, tmp_path, SHORT)
     _wait_for_step(handle, 3)
-    assert runner.running_worker(handle.run_dir) == handle.process.pid
+    assert running_worker(handle.run_dir) == handle.process.pid
     with pytest.raises(ConfigError, match="still training"):
         runner.resume_checks(handle.run_dir)  # never two workers on one run
     assert runner.request_stop(handle.run_dir)  # as another terminal or a reopened app would
     assert handle.wait() == 0
-    assert runner.running_worker(handle.run_dir) is None
+    assert running_worker(handle.run_dir) is None
     stopped = read_events(handle.events_path)
     finished = [e for e in stopped if e.type == "run_finished"][-1]
     assert finished.status == "stopped" and 3 <= finished.step < MAX_STEPS

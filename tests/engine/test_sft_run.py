@@ -8,7 +8,7 @@ import time
 import pytest
 
 from smoltrain.config.load import load_config
-from smoltrain.engine.events import read_events
+from smoltrain.rundir import read_events
 from tests.conftest import run_preset, start_run
 
 pytestmark = pytest.mark.slow

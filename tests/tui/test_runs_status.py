@@ -9,14 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from smoltrain.engine.control import WORKER_PID, running_worker
-from smoltrain.engine.events import (
-    EventWriter,
-    Metrics,
-    RunFinished,
-    RunStarted,
-    read_events,
-)
+from smoltrain.engine.events import Metrics, RunFinished, RunStarted
+from smoltrain.rundir import EventWriter, RunDir, read_events, running_worker
 from smoltrain.tui.runs import run_status
 
 
@@ -36,12 +30,13 @@ def _run(run_dir: Path, *sessions: tuple[range, str | None]) -> tuple[Path, list
 
 @pytest.fixture
 def fake_worker(tmp_path: Path):
-    """A live process whose command line names the worker module and this run, as runner.start's does."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "smoltrain.engine.worker", str(tmp_path)])
-    (tmp_path / WORKER_PID).write_text(str(proc.pid))
-    deadline = time.time() + 10
+    """A live process holding the run's worker lock, as the worker does."""
+    code = "import sys, time; from pathlib import Path; from smoltrain.rundir import RunDir, WorkerLock; " \
+           "WorkerLock(RunDir(Path(sys.argv[1]))).acquire(); time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)])
+    deadline = time.time() + 20
     while running_worker(tmp_path) is None and time.time() < deadline:
-        time.sleep(0.05)  # until the child has exec'd: before that its command line is pytest's
+        time.sleep(0.05)  # until the child holds the lock
     yield proc
     proc.kill()
     proc.wait()
@@ -61,10 +56,12 @@ def test_a_resumed_run_that_trains_now_is_running(tmp_path, fake_worker):
     assert run_status(events, run_dir) == "running"
 
 
-def test_a_pid_file_of_another_program_is_not_a_worker(tmp_path):
+def test_a_live_pid_without_the_lock_is_not_a_worker(tmp_path):
+    """A pid file outlives its worker, and pids are reused: only the lock says a worker lives."""
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (tmp_path / WORKER_PID).write_text(str(other.pid))
+        RunDir(tmp_path).worker_pid.write_text(str(other.pid))
+        RunDir(tmp_path).lock.touch()
         assert running_worker(tmp_path) is None
     finally:
         other.kill()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from smoltrain.engine.events import read_events
-from smoltrain.tui.series import load_state, overlay
+from smoltrain.rundir import read_events
+from smoltrain.runstate import load_state
+from smoltrain.tui.series import overlay
 
 from .conftest import DATA
 

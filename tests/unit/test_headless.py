@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 
 from smoltrain.engine import events as ev
-from smoltrain.headless import Printer, format_duration
+from smoltrain.headless import Printer
+from smoltrain.runstate import format_duration
 
 
 def render(events: list, tty: bool) -> str:

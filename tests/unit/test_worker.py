@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 
-from smoltrain.engine.events import EventWriter, Metrics, RunFinished, RunStarted, read_events
+from smoltrain.engine.checkpoints import mark_complete
+from smoltrain.engine.events import Metrics, RunFinished, RunStarted, StageStarted
 from smoltrain.engine.worker import _stopped_at_once
+from smoltrain.rundir import EventWriter, RunDir, read_events
 
 
 def _started(name: str) -> RunStarted:
@@ -13,21 +16,35 @@ def _started(name: str) -> RunStarted:
                       trainable_params=1, total_params=2)  # fmt: skip
 
 
-def test_a_run_stopped_at_once_ends_at_its_last_logged_step_of_this_session(tmp_path):
-    emit = EventWriter(tmp_path / "events.jsonl")
+def _checkpoint(folder, step: int, complete: bool = True) -> None:
+    path = folder / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    (path / "trainer_state.json").write_text(json.dumps({"global_step": step, "max_steps": 12}))
+    if complete:
+        mark_complete(path)
+
+
+def test_a_run_stopped_at_once_reports_its_last_complete_checkpoint(tmp_path):
+    """Step 8 was reached, but the last complete checkpoint is step 5 (step 7's was cut off): a resume
+    continues from 5, so 5 is what the user is told, along with the step it stopped at."""
+    run = RunDir(tmp_path)
+    emit = EventWriter(run.events)
     emit(_started("first session"))
-    for step in range(1, 6):
+    for step in range(1, 4):
         emit(Metrics(step=step, max_steps=12, loss=1.0))
-    emit(RunFinished(status="stopped", step=5, final_dir=None, duration_s=1.0))
+    emit(RunFinished(status="stopped", step=3, final_dir=None, duration_s=1.0))
     resumed = _started("resumed")
     emit(resumed)
-    for step in range(6, 9):
+    emit(StageStarted(stage=0, technique="sft", max_steps=12, train_rows=9, eval_rows=0, data="9 rows"))
+    for step in range(4, 9):
         emit(Metrics(step=step, max_steps=12, loss=0.5))
     emit.close()
-    end = _stopped_at_once(tmp_path)
-    assert end.status == "stopped" and end.step == 8 and end.final_dir is None
+    _checkpoint(run.stage(None).checkpoints, 5)
+    _checkpoint(run.stage(None).checkpoints, 7, complete=False)
+    end = _stopped_at_once(run)
+    assert end.status == "stopped" and end.step == 5 and end.stopped_at == 8 and end.final_dir is None
     assert 0 <= end.duration_s <= time.time() - resumed.time + 1  # timed from this session's start
-    emit = EventWriter(tmp_path / "events.jsonl")
+    emit = EventWriter(run.events)
     emit(end)  # the front ends must be able to read it back
     emit.close()
-    assert read_events(tmp_path / "events.jsonl")[-1] == end
+    assert read_events(run.events)[-1] == end

@@ -70,7 +70,8 @@ def training_kwargs(cfg: RunConfig, loaded: LoadedModel, output_dir: Path, has_e
         "eval_on_start": has_eval,  # the first eval is the baseline the user compares against
         "save_strategy": "steps",
         "save_steps": train.save_steps,
-        "save_total_limit": train.save_total_limit,
+        # Rotation is EventCallback's, after a checkpoint is marked complete (see checkpoints.py).
+        "save_total_limit": None,
         "report_to": "none",
         "disable_tqdm": True,
         "include_num_input_tokens_seen": "non_padding",

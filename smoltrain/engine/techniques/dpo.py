@@ -13,13 +13,16 @@ from __future__ import annotations
 from typing import Any
 
 from smoltrain.config.schema import RunConfig
+from smoltrain.config.techniques import facts
 from smoltrain.engine.data import PreparedData
 from smoltrain.engine.model import LoadedModel
 from smoltrain.engine.techniques.common import StageContext, training_kwargs
 
+FACTS = facts("dpo")
 
-def loss_target(cfg: RunConfig, data: PreparedData) -> str:
-    return f"DPO {cfg.dpo.loss_type}, beta {cfg.dpo.beta:g}, reference: adapters off"
+
+def describe(cfg: RunConfig, data: PreparedData) -> dict[str, str]:
+    return {"loss_on": f"DPO {cfg.dpo.loss_type}, beta {cfg.dpo.beta:g}, reference: adapters off"}
 
 
 def build_trainer(cfg: RunConfig, loaded: LoadedModel, data: PreparedData, ctx: StageContext) -> Any:

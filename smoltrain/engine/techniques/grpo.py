@@ -13,16 +13,19 @@ from __future__ import annotations
 from typing import Any
 
 from smoltrain.config.schema import RunConfig
+from smoltrain.config.techniques import facts
 from smoltrain.engine.callbacks import SampleCallback
 from smoltrain.engine.data import PreparedData
 from smoltrain.engine.model import LoadedModel
 from smoltrain.engine.techniques.common import StageContext, training_kwargs
 from smoltrain.engine.techniques.rewards import build_reward_functions
 
+FACTS = facts("grpo")
 
-def loss_target(cfg: RunConfig, data: PreparedData) -> str:
+
+def describe(cfg: RunConfig, data: PreparedData) -> dict[str, str]:
     names = ", ".join(f"{r.name} x{r.weight:g}" for r in cfg.grpo.rewards)
-    return f"GRPO ({cfg.grpo.loss_type}) on rewards: {names}"
+    return {"loss_on": f"GRPO ({cfg.grpo.loss_type}) on rewards: {names}"}
 
 
 def build_trainer(cfg: RunConfig, loaded: LoadedModel, data: PreparedData, ctx: StageContext) -> Any:

@@ -302,13 +302,15 @@ class RewardSet:
         return samples
 
 
-def required_columns(specs: Sequence[RewardFunction]) -> dict[str, str]:
-    """Dataset columns the rewards read, each with the config key that names it (for checking data up front)."""
-    return {
-        spec.answer_column: f"grpo.rewards[{i}].answer_column"
+def columns_read(specs: Sequence[RewardFunction]) -> list[tuple[str, str, str]]:
+    """(config key, reward name, dataset column) for each reward that reads a column of the prompt rows:
+    the data is checked for them when it is prepared, before a model loads (prepare.py). A python reward
+    may read any column; only its own code knows which, so it is not listed."""
+    return [
+        (f"grpo.rewards[{i}]", spec.name, spec.answer_column)
         for i, spec in enumerate(specs)
         if spec.name in ("exact_match", "math_answer")
-    }
+    ]
 
 
 def build_reward_functions(

@@ -16,13 +16,25 @@ from __future__ import annotations
 from typing import Any
 
 from smoltrain.config.schema import RunConfig
+from smoltrain.config.techniques import facts
 from smoltrain.engine.data import PreparedData
 from smoltrain.engine.model import LoadedModel
 from smoltrain.engine.techniques.common import StageContext, training_kwargs
 
+FACTS = facts("sft")
 
-def loss_target(cfg: RunConfig, data: PreparedData) -> str:
-    """Which tokens the loss is computed on, in words, for the run_started event."""
+
+def describe(cfg: RunConfig, data: PreparedData) -> dict[str, str]:
+    """Which tokens the loss is on, and how the rows reach the model, in words for run_started."""
+    described = {"loss_on": _loss_target(cfg, data)}
+    if data.text_format == "chat template" and data.mask_source:
+        described["text"] = f"chat template (mask from {data.mask_source})"
+    elif data.text_format is not None:
+        described["text"] = data.text_format
+    return described
+
+
+def _loss_target(cfg: RunConfig, data: PreparedData) -> str:
     if cfg.sft.loss_on == "all":
         return "all tokens (sft.loss_on = all)"
     if data.trl_format == "messages":
@@ -30,15 +42,6 @@ def loss_target(cfg: RunConfig, data: PreparedData) -> str:
     if data.trl_format == "prompt_completion":
         return "completions only"
     return "all tokens (plain text has no completion to single out)"
-
-
-def text_format(data: PreparedData) -> str | None:
-    """How the rows reach the model, for run_started: in its chat template (and whose mask), or as raw text."""
-    if data.text_format is None:
-        return None
-    if data.text_format == "chat template" and data.mask_source:
-        return f"chat template (mask from {data.mask_source})"
-    return data.text_format
 
 
 def build_trainer(cfg: RunConfig, loaded: LoadedModel, data: PreparedData, ctx: StageContext) -> Any:

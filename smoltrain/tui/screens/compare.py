@@ -12,8 +12,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label
 
-from smoltrain.engine.events import read_events
-from smoltrain.tui.series import load_state, overlay
+from smoltrain.rundir import RunDir, read_events
+from smoltrain.runstate import load_state
+from smoltrain.tui.series import overlay
 from smoltrain.tui.widgets.plots import PlotGrid
 
 
@@ -35,5 +36,5 @@ class CompareScreen(Screen[None]):
         self.action_reload()
 
     def action_reload(self) -> None:
-        a, b = (load_state(read_events(p / "events.jsonl"), name=p.name) for p in self.run_dirs)
+        a, b = (load_state(read_events(RunDir(p).events), name=p.name) for p in self.run_dirs)
         self.query_one(PlotGrid).show(overlay(a, b))

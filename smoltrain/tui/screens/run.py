@@ -30,46 +30,17 @@ from textual.widgets import (
 )
 
 from smoltrain import runner
-from smoltrain.engine.events import (
-    Event,
-    RunFailed,
-    RunFinished,
-    Sample,
-    Warning,
-    parse_event,
-)
+from smoltrain.engine.events import RunFailed, RunFinished, Sample, Warning
 from smoltrain.errors import SmoltrainError
-from smoltrain.headless import Printer, format_duration
+from smoltrain.headless import Printer
+from smoltrain.rundir import EventReader, RunDir, running_worker
+from smoltrain.runstate import RunState, format_duration
 from smoltrain.tui.runs import display_path
 from smoltrain.tui.screens.dialogs import ChoiceDialog
-from smoltrain.tui.series import RunState
+from smoltrain.tui.series import panels
 from smoltrain.tui.widgets.plots import PlotGrid
 
 POLL_S = 0.2  # events reach the plots within this plus one redraw
-
-
-class EventTail:
-    """The complete events appended to a file since the last read; a half-written line waits."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self._offset, self._pending = path, 0, b""
-
-    def read(self) -> list[Event]:
-        if not self.path.exists():
-            return []
-        with self.path.open("rb") as f:
-            f.seek(self._offset)
-            chunk = f.read()
-        self._offset += len(chunk)
-        *lines, self._pending = (self._pending + chunk).split(b"\n")
-        events: list[Event] = []
-        for line in lines:
-            if line.strip():
-                try:
-                    events.append(parse_event(line.decode("utf-8")))
-                except ValueError:
-                    continue  # from a newer smoltrain: skip, as the headless printer does
-        return events
 
 
 class _LogStream:
@@ -120,7 +91,7 @@ class RunScreen(Screen[None]):
         super().__init__()
         self.run_dir, self.handle = run_dir, handle
         self.state = RunState(name=run_dir.name)
-        self.tail = EventTail(run_dir / "events.jsonl")
+        self.tail = EventReader(RunDir(run_dir).events)
         self._stop_requests = 0
         self._samples_shown = 0
         self._printer: Printer | None = None
@@ -171,16 +142,11 @@ class RunScreen(Screen[None]):
 
     def _redraw(self) -> None:
         state = self.state
-        self.query_one(PlotGrid).show(state.panels())
+        self.query_one(PlotGrid).show(panels(state))
         bar = self.query_one(ProgressBar)
         bar.update(total=max(1, state.max_steps), progress=state.step)
         stages = f"stage {state.stage + 1}/{len(state.stages)} {state.technique}  " if len(state.stages) > 1 else f"{state.technique}  "
-        eta = state.eta_s()
-        parts = [stages + f"step {state.step}/{state.max_steps}", f"ETA {format_duration(eta) if eta is not None else '--:--'}"]
-        if "tokens_per_second" in state.last:
-            parts.append(f"{state.last['tokens_per_second']:,.0f} tok/s")
-        if (mem := state.memory_gb()) is not None:
-            parts.append(f"mem {mem:.1f} GB")
+        parts = [stages + f"step {state.step}/{state.max_steps}", *state.status_parts()]
         if state.ended:
             parts = [stages + f"step {state.step}", self._status_word()]
         self.query_one("#status", Static).update("  ".join(parts))
@@ -216,18 +182,21 @@ class RunScreen(Screen[None]):
         if state.failed is not None:
             lines += [f"[b red]The run failed:[/] {state.failed.message}"]
             lines += [f"hint: {state.failed.hint}"] if state.failed.hint else []
-            lines += [f"details: {self.run_dir / runner.WORKER_LOG}"] if not state.failed.user_error else []
+            lines += [f"details: {RunDir(self.run_dir).worker_log}"] if not state.failed.user_error else []
         elif state.finished is not None:
             done = state.finished
             verb = "Stopped on request" if done.status == "stopped" else "Done"
-            lines.append(f"[b green]{verb}[/] at step {done.step} after {format_duration(done.duration_s)}.")
+            if done.stopped_at is not None:
+                lines.append(f"[b green]Stopped at once[/] at step {done.stopped_at} after "
+                             f"{format_duration(done.duration_s)}; the last complete checkpoint is at step {done.step}.")  # fmt: skip
+            else:
+                lines.append(f"[b green]{verb}[/] at step {done.step} after {format_duration(done.duration_s)}.")
             if done.final_dir:
-                auto = "AutoPeftModelForSequenceClassification" if state.technique == "reward" else "AutoPeftModelForCausalLM"
                 lines += [f"Your model (LoRA adapter + tokenizer): [b]{done.final_dir}[/]",
-                          f"Load it:  peft.{auto}.from_pretrained({done.final_dir!r})"]  # fmt: skip
+                          f"Load it:  peft.{state.auto_class()}.from_pretrained({done.final_dir!r})"]  # fmt: skip
             if done.status == "stopped":
                 lines.append(f"Carry on later:  smoltrain resume {self.run_dir}")
-            lines += [f"Run it again:  smoltrain run {self.run_dir / 'config.toml'}", "", _next_step(state.technique)]
+            lines += [f"Run it again:  smoltrain run {RunDir(self.run_dir).config}", "", state.next_step()]
         self.query_one("#result-text", Static).update("\n".join(lines))
         if not self._live:
             return  # a past run opens on its curves
@@ -250,7 +219,7 @@ class RunScreen(Screen[None]):
         if self.state.ended:
             self.notify("The run has already ended.")
             return
-        if self.handle is None and runner.running_worker(self.run_dir) is None:
+        if self.handle is None and running_worker(self.run_dir) is None:
             self.notify("No training process is running for this run.", severity="warning")
             return
         if self._stop_requests:
@@ -273,7 +242,8 @@ class RunScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "resume":  # in the footer only for a run that stopped before its end
-            return self.state.ended and (self.state.failed is not None or self.state.finished.status != "completed")
+            finished = self.state.finished
+            return self.state.failed is not None or (finished is not None and finished.status != "completed")
         return True
 
     def action_resume(self) -> None:
@@ -297,13 +267,3 @@ class RunScreen(Screen[None]):
         if not self.state.ended and self.handle is not None:
             self.notify(f"{self.run_dir.name} keeps training; open it again from the runs list.", title="still training")
         self.app.pop_screen()
-
-
-def _next_step(technique: str) -> str:
-    return {
-        "sft": "Next: check a few answers, then align it with DPO (preference pairs) or GRPO (checkable rewards): "
-               "New run, with this run's merged model or a pipeline preset such as presets/demo.toml.",
-        "reward": "Next: use it as a GRPO reward (reward_model, with this run's folder).",
-        "dpo": "Next: compare its answers with the SFT model's; if it got worse, raise dpo.beta.",
-        "grpo": "Next: read the best and worst samples; if rewards rose without better answers, the reward is being gamed.",
-    }.get(technique, "")  # fmt: skip

@@ -1,0 +1,57 @@
+"""What each technique is, for code that must not load the ML stack: does its result become the next
+stage's model, which model class it trains, which metrics tell its progress, what to do after it.
+
+The engine's technique modules (engine/techniques/) carry these facts as their `FACTS`, so a front
+end, the memory model and the engine all answer "is this a reward model?" from one table instead
+of comparing names. Stdlib only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ModelClass = Literal["causal_lm", "sequence_classification"]
+
+
+@dataclass(frozen=True)
+class TechniqueFacts:
+    name: str
+    policy: bool  # its result is a causal LM that a following stage starts from (merged into the base)
+    model_class: ModelClass
+    headline: tuple[str, ...]  # the logged metrics that tell its progress at a glance, most telling first
+    next_step: str  # what a user does after a run of it
+
+    @property
+    def auto_class(self) -> str:
+        """The PEFT class that loads the saved adapter."""
+        if self.model_class == "sequence_classification":
+            return "AutoPeftModelForSequenceClassification"
+        return "AutoPeftModelForCausalLM"
+
+
+FACTS: dict[str, TechniqueFacts] = {
+    "sft": TechniqueFacts(
+        "sft", policy=True, model_class="causal_lm", headline=("loss",),
+        next_step="Next: check a few answers, then align it with DPO (preference pairs) or GRPO (checkable "
+        "rewards): New run, with this run's merged model or a pipeline preset such as presets/demo.toml.",
+    ),
+    "reward": TechniqueFacts(
+        "reward", policy=False, model_class="sequence_classification", headline=("accuracy", "loss"),
+        next_step="Next: use it as a GRPO reward (reward_model, with this run's folder).",
+    ),
+    "dpo": TechniqueFacts(
+        "dpo", policy=True, model_class="causal_lm", headline=("rewards/accuracies", "rewards/margins", "loss"),
+        next_step="Next: compare its answers with the SFT model's; if it got worse, raise dpo.beta.",
+    ),
+    "grpo": TechniqueFacts(
+        "grpo", policy=True, model_class="causal_lm", headline=("reward", "loss"),
+        next_step="Next: read the best and worst samples; if rewards rose without better answers, the reward "
+        "is being gamed.",
+    ),
+}  # fmt: skip
+
+
+def facts(technique: str) -> TechniqueFacts:
+    """The facts of a technique named in a config (validated there: an unknown name is a bug here)."""
+    return FACTS[technique]
