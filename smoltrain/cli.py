@@ -139,9 +139,13 @@ def cmd_resume(run_dir: str) -> int:
 def cmd_memory(command: str, preset: str, overrides: list[str], gpu_mem: float | None, model_config: str | None) -> int:
     from smoltrain.config.load import load_config
     from smoltrain.config.presets import find_preset
-    from smoltrain.errors import FitError
+    from smoltrain.errors import ConfigError, FitError
     from smoltrain.memory import detect_gpu_memory_gb, estimate, fit
 
+    # A GPU of -5 or 0 GiB would be answered "does not fit", as if the model were at fault; nan and inf too.
+    if gpu_mem is not None and not 0 < gpu_mem < float("inf"):
+        raise ConfigError(f"--gpu-mem {gpu_mem:g}: the GPU's memory must be a positive number of GiB",
+                          hint="for example --gpu-mem 12 for an RTX 3060, 24 for a 4090; leave it out to read it from nvidia-smi")  # fmt: skip
     cfg = load_config(find_preset(preset), overrides)
     gpu = gpu_mem if gpu_mem is not None else detect_gpu_memory_gb()
     if command == "estimate":

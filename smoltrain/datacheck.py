@@ -33,7 +33,8 @@ def describe_data(cfg: RunConfig, rows: int = 3, color: bool | None = None) -> I
     yield f"model: {cfg.model.name_or_path}"
     for name, stage in stage_configs(cfg):
         assert stage.data is not None
-        seen = inspect_data(stage.data, stage.train, stage.sft, tokenizer, model=cfg.model.name_or_path, show=rows)
+        seen = inspect_data(stage.data, stage.train, stage.sft, tokenizer, model=cfg.model.name_or_path, show=rows,
+                            rewards=stage.grpo.rewards)  # fmt: skip
         yield ""
         yield f"stage {name} ({stage.train.technique}): {seen.prepared.report.source}"
         yield from (f"  {line}" for line in _summary(seen, stage))
@@ -56,7 +57,8 @@ def check_data(cfg: RunConfig) -> list[str]:
         lines = []
         for name, stage in stage_configs(cfg):
             assert stage.data is not None
-            seen = inspect_data(stage.data, stage.train, stage.sft, tokenizer, model=cfg.model.name_or_path, show=0)
+            seen = inspect_data(stage.data, stage.train, stage.sft, tokenizer, model=cfg.model.name_or_path, show=0,
+                                rewards=stage.grpo.rewards)  # fmt: skip
             report = seen.prepared.report
             line = f"  {name}: {report.rows_kept} of {report.rows_read} rows kept, longest {max(seen.lengths)} tokens"
             if stage.train.technique != "grpo" and not seen.packing:

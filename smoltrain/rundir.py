@@ -356,17 +356,28 @@ def format_bytes(size: float) -> str:
 
 
 def is_disk_full(exc: BaseException, folder: Path) -> bool:
-    """Did `exc` come from a full disk? Python raises OSError(ENOSPC); torch's writer a RuntimeError
-    ("file write failed"), safetensors its own error ("StorageFull"): the chain, the words and the
-    disk itself are asked in turn."""
-    seen: BaseException | None = exc
-    while seen is not None:
+    """Did `exc` come from a full disk? Python raises OSError(ENOSPC), safetensors its own error ("No
+    space left on device"), torch's writer a RuntimeError that names no cause: the exception chain,
+    its words and the disk itself are asked in turn."""
+    for seen in _chain(exc):
         if isinstance(seen, OSError) and seen.errno in DISK_FULL:
             return True
         if any(word in str(seen).lower() for word in _DISK_FULL_WORDS):
             return True
+    # torch's zip writer says only "unexpected pos 576 vs 534" (its cause: "basic_ios::clear: iostream
+    # error"): an I/O failure, and a disk with next to nothing left, is a full disk.
+    said = " ".join(str(e).lower() for e in _chain(exc))
+    io_failure = any(word in said for word in ("unexpected pos", "iostream error", "write failed", "i/o error"))
+    return io_failure and free_bytes(folder) < _LOW_SPACE_BYTES
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in chain:
+        chain.append(seen)
         seen = seen.__cause__ or seen.__context__
-    return "write failed" in str(exc).lower() and free_bytes(folder) < _LOW_SPACE_BYTES
+    return chain
 
 
 def disk_full_error(run: RunDir) -> DiskFullError:

@@ -1,7 +1,8 @@
 """Read a TOML preset, apply `--set section.key=value` overrides, validate, and write it back.
 
 Every failure becomes a ConfigError naming the file (or the --set) and the dotted key, with a
-hint; pydantic's messages are translated, never shown raw. Relative local paths are resolved
+hint; pydantic's messages are translated ("must be an integer", never "int_parsing"), and every
+problem is named at once, so one round of fixes is enough. Relative local paths are resolved
 against the preset's folder first, then the working directory, and stored absolute in the
 run's config.toml so that file re-runs from anywhere.
 
@@ -13,7 +14,9 @@ from __future__ import annotations
 import difflib
 import re
 import sys
+import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,31 +105,43 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
 
 
 def validate_config(raw: dict[str, Any], source: str, origins: dict[str, set[str]] | None = None) -> RunConfig:
-    """Validate a whole config, every pipeline stage included."""
+    """Validate a whole config, every pipeline stage included. Every problem found is named at once."""
     try:
         cfg = RunConfig.model_validate(raw)
     except ValidationError as exc:
-        raise _config_error(exc, source, origins or {}) from None
-    stage_configs(cfg, source)
+        raise _config_error(_problems(exc, source, origins or {}), source) from None
+    stage_configs(cfg, source, origins)
     return cfg
 
 
-def stage_configs(cfg: RunConfig, source: str = "config") -> list[tuple[str, RunConfig]]:
-    """(name, config) for each stage to run: the config itself, or each [[stages]] entry merged over it."""
+def stage_configs(
+    cfg: RunConfig, source: str = "config", origins: dict[str, set[str]] | None = None
+) -> list[tuple[str, RunConfig]]:
+    """(name, config) for each stage to run: the config itself, or each [[stages]] entry merged over it.
+    The problems of every stage are named together; `origins` (from apply_overrides) blames a --set."""
     if not cfg.stages:
         return [(cfg.train.technique, cfg)]
     base = cfg.model_dump(mode="json", exclude={"stages"}, exclude_unset=True)
     resolved: list[tuple[str, RunConfig]] = []
+    problems: list[_Problem] = []
     for i, stage in enumerate(cfg.stages):
         name = stage.name or f"{i + 1}-{stage.technique}"
         if name in (n for n, _ in resolved):
-            raise ConfigError(f"{source}: stages[{i}].name: {name!r} is used by an earlier stage", hint="give each stage its own name")
+            problems.append(
+                _Problem(source, f"stages[{i}].name: {name!r} is used by an earlier stage", "give each stage its own name")
+            )
         raw = _deep_merge(base, stage.model_dump(mode="json", exclude={"technique", "name"}, exclude_unset=True))
         raw.setdefault("train", {})["technique"] = stage.technique
+        if "data" not in raw:
+            problems.append(_Problem(source, f"stages[{i}]: missing required key data",
+                                     "give the stage its data, e.g. data = { path = \"train.jsonl\" }, or add a top-level [data]"))  # fmt: skip
+            continue
         try:
             resolved.append((name, RunConfig.model_validate(raw)))
         except ValidationError as exc:
-            raise _config_error(exc, source, {}, prefix=f"stages[{i}].") from None
+            problems.extend(_problems(exc, source, origins or {}, prefix=f"stages[{i}]."))
+    if problems:
+        raise _config_error(problems, source)
     return resolved
 
 
@@ -173,50 +188,201 @@ def _resolve_key(table: dict[str, Any], key: str, base: Path) -> None:
             return
 
 
-def _config_error(exc: ValidationError, source: str, origins: dict[str, set[str]], prefix: str = "") -> ConfigError:
-    """Translate pydantic's first error into one line that names the file and the key."""
-    err = exc.errors()[0]
-    loc = [str(part) for part in err["loc"] if not isinstance(part, int)]
-    key = (prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")).rstrip(".")
-    key = key or "(top level)"
-    where = ", ".join(sorted(origins[key])) if key in origins else source
+# --- pydantic's errors, in words ------------------------------------------------------------------
+
+# A preset with more problems than this is usually the wrong file: the rest are only counted.
+MAX_PROBLEMS_SHOWN = 5
+
+# Pydantic error types that mean "not the right kind of value": said as the type the key takes.
+_KIND_ERRORS = {"int_from_float", "literal_error", "model_attributes_type"}
+_BOUNDS = {"greater_than": "more than", "greater_than_equal": "at least", "less_than": "less than", "less_than_equal": "at most"}
+_TYPE_WORDS: dict[Any, tuple[str, str]] = {
+    str: ("a string", "strings"),
+    int: ("an integer", "integers"),
+    float: ("a number", "numbers"),
+    bool: ("true or false", "true or false values"),
+}
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """One thing wrong in a config: where it comes from (the file or a --set), what, and what to do."""
+
+    where: str
+    text: str  # "unknown key train.max_stepz", "train.max_steps: must be an integer (got 'abc')"
+    hint: str
+    aside: str = ""  # added to the text when several problems share one message: "did you mean max_steps?"
+
+
+def _problems(exc: ValidationError, source: str, origins: dict[str, set[str]], prefix: str = "") -> list[_Problem]:
+    """Every pydantic error as a _Problem. A value that fits no branch of a union (lora.target_modules
+    is a list of strings or "all-linear") gives one error per branch: they are said once, as one."""
+    errors = exc.errors()
+    located = [_locate(err["loc"]) for err in errors]
+    whole_value: dict[tuple[int | str, ...], Any] = {}  # union key -> the value as given (the shortest loc holds it)
+    for err, (path, _, in_union) in sorted(zip(errors, located), key=lambda item: -len(item[0]["loc"])):
+        if in_union:
+            whole_value[path] = err.get("input")
+    problems: list[_Problem] = []
+    said: set[tuple[int | str, ...]] = set()
+    for err, (path, annotation, in_union) in zip(errors, located):
+        if in_union:
+            if path in said:
+                continue
+            said.add(path)
+            err = {**err, "type": "union", "input": whole_value[path]}
+        problems.append(_problem(err, path, annotation, source, origins, prefix))
+    return problems
+
+
+def _problem(
+    err: Any, path: tuple[int | str, ...], annotation: Any, source: str, origins: dict[str, set[str]], prefix: str
+) -> _Problem:
+    key = _key(prefix, path)
+    where = _origin(key, origins) or source
     kind = err["type"]
-    more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
     if kind == "extra_forbidden":
-        parent_fields = _fields_at(loc[:-1])
-        close = difflib.get_close_matches(loc[-1], parent_fields, n=1)
-        section = ".".join(loc[:-1])
-        hint = f"did you mean {prefix}{'.'.join(loc[:-1] + close)}?" if close else (
-            f"valid keys{' in [' + section + ']' if section else ''}: {', '.join(parent_fields)}"
-        )
-        return ConfigError(f"{where}: unknown key {key}{more}", hint=hint)
+        parent = _locate(path[:-1])[1]
+        fields = list(parent.model_fields) if _is_model(parent) else []
+        close = difflib.get_close_matches(str(path[-1]), fields, n=1)
+        if close:
+            return _Problem(where, f"unknown key {key}", f"did you mean {_key(prefix, (*path[:-1], close[0]))}?",
+                            f"did you mean {close[0]}?")  # fmt: skip
+        section = ".".join(str(p) for p in path[:-1] if not isinstance(p, int))
+        valid = f"valid keys{' in [' + section + ']' if section else ''}: {', '.join(fields)}"
+        return _Problem(where, f"unknown key {key}", valid)
     if kind == "missing":
-        return ConfigError(f"{where}: missing required key {key}{more}", hint=_field_help(loc) or "add it to the preset")
-    message = err["msg"].removeprefix("Value error, ")
-    got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) and loc else ""
-    return ConfigError(f"{where}: {key}: {message}{got}{more}", hint=_field_help(loc) or "see `smoltrain validate --help`")
+        if _is_model(annotation):
+            needed = [(name, f.description) for name, f in annotation.model_fields.items() if f.is_required()]
+            hint = f"add a [{key}] section with " + "; ".join(f"{name}: {text}" if text else name for name, text in needed)
+            return _Problem(where, f"missing required section [{key}]", hint)
+        return _Problem(where, f"missing required key {key}", _field_help(path) or "add it to the preset")
+    value = err.get("input")
+    got = f" (got {_shown(value)})" if "input" in err and not isinstance(value, dict) and path else ""
+    # "--set train.max_steps=abc: must be an integer" names the key already.
+    subject = f"{key}: " if key and key not in origins else ""
+    hint = _field_help(path) or "see `smoltrain validate --help`"
+    return _Problem(where, f"{subject}{_must(err, annotation, path)}{got}", hint)
 
 
-def _model_at(loc: list[str]) -> type[BaseModel] | None:
-    model: type[BaseModel] = RunConfig
+def _must(err: Any, annotation: Any, path: tuple[int | str, ...]) -> str:
+    """What the value must be, in words: 'must be an integer', "must be one of 'cosine' or 'linear'"."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "value_error":
+        return str(err["msg"]).removeprefix("Value error, ")
+    if kind in _BOUNDS and ctx:
+        limit = next(iter(ctx.values()))
+        return f"must be {_BOUNDS[kind]} {limit:g}" if isinstance(limit, float) else f"must be {_BOUNDS[kind]} {limit}"
+    if kind in ("model_type", "model_attributes_type") and len(path) == 1:
+        return f"must be a [{path[0]}] section, not a single value"
+    described = _describe(annotation)
+    if described and (kind == "union" or kind in _KIND_ERRORS or kind.endswith(("_type", "_parsing"))):
+        return f"must be {described}"
+    return str(err["msg"]).replace("Input should be", "must be", 1)
+
+
+def _describe(annotation: Any, plural: bool = False) -> str | None:
+    """A type in words: 'an integer', 'a list of strings', "one of 'auto' or 'none'"; None for types without words."""
+    annotation = _without_none(annotation)
+    if annotation in _TYPE_WORDS:
+        return _TYPE_WORDS[annotation][plural]
+    if _is_model(annotation):
+        return "tables" if plural else "a table"
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        values = [_shown(v) for v in args]
+        return values[0] if len(values) == 1 else f"one of {', '.join(values[:-1])} or {values[-1]}"
+    if origin is list and args:
+        inner = _describe(args[0], plural=True)
+        return f"{'lists' if plural else 'a list'} of {inner}" if inner else None
+    if origin is dict:
+        inner = _describe(args[1], plural=True) if len(args) == 2 else None
+        return f"{'tables' if plural else 'a table'}{' of ' + inner if inner else ''}"
+    if _is_union(annotation):
+        parts = [_describe(arg, plural) for arg in args if arg is not type(None)]
+        return " or ".join(p for p in parts if p) if all(parts) else None
+    return None
+
+
+def _shown(value: Any) -> str:
+    """A value as the user wrote it in TOML: true, not True."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def _locate(loc: tuple[int | str, ...]) -> tuple[tuple[int | str, ...], Any, bool]:
+    """(the key's path, the type declared there, whether a union's branch failed). Pydantic names the
+    branch it tried after a union key ("lora.target_modules.list[str][0]"): the path stops at the key."""
+    annotation: Any = RunConfig
+    path: list[int | str] = []
     for part in loc:
-        field = model.model_fields.get(part)
-        annotation = getattr(field, "annotation", None)
-        # Look through list[Stage], list[RewardFunction] and `X | None` to the model inside.
-        candidates = [annotation, *typing.get_args(annotation)]
-        found = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if found is None:
-            return None
-        model = found
-    return model
+        annotation = _without_none(annotation)
+        if _is_union(annotation):
+            return tuple(path), annotation, True
+        args = typing.get_args(annotation)
+        if _is_model(annotation):
+            field = annotation.model_fields.get(str(part))
+            annotation = field.annotation if field else Any
+        elif typing.get_origin(annotation) is list and args:
+            annotation = args[0]
+        elif typing.get_origin(annotation) is dict and len(args) == 2:
+            annotation = args[1]
+        else:
+            annotation = Any
+        path.append(part)
+    return tuple(path), _without_none(annotation), False
 
 
-def _fields_at(loc: list[str]) -> list[str]:
-    model = _model_at(loc)
-    return list(model.model_fields) if model else []
+def _key(prefix: str, path: tuple[int | str, ...]) -> str:
+    """("grpo", "rewards", 0, "name") -> "grpo.rewards[0].name", after `prefix` ("stages[1].")."""
+    return (prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")).rstrip(".")
 
 
-def _field_help(loc: list[str]) -> str:
-    model = _model_at(loc[:-1]) if loc else None
-    field = model.model_fields.get(loc[-1]) if model else None
+def _origin(key: str, origins: dict[str, set[str]]) -> str | None:
+    """The --set flags behind `key`: one that set it, a table above it, or a key below it (`--set trian.x=1`)."""
+    hits = {flag for set_key, flags in origins.items() if set_key == key or _below(key, set_key) or _below(set_key, key)
+            for flag in flags}  # fmt: skip
+    return ", ".join(sorted(hits)) if hits else None
+
+
+def _below(key: str, table: str) -> bool:
+    return bool(table) and key.startswith((table + ".", table + "["))
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def _without_none(annotation: Any) -> Any:
+    """`X | None` -> X: an optional key's type is what it takes when it is given."""
+    args = [arg for arg in typing.get_args(annotation) if arg is not type(None)] if _is_union(annotation) else []
+    return args[0] if len(args) == 1 else annotation
+
+
+def _field_help(path: tuple[int | str, ...]) -> str:
+    if not path:
+        return ""
+    model = _locate(path[:-1])[1]
+    field = model.model_fields.get(str(path[-1])) if _is_model(model) else None
     return (field.description or "") if field else ""
+
+
+def _config_error(problems: list[_Problem], source: str) -> ConfigError:
+    """One problem: '<where>: <what>' and its hint. Several: one line naming the file (or the --set
+    behind all of them) that lists each, up to MAX_PROBLEMS_SHOWN, so one fix-and-retry fixes them all."""
+    if len(problems) == 1:
+        return ConfigError(f"{problems[0].where}: {problems[0].text}", hint=problems[0].hint)
+    header = problems[0].where if len({p.where for p in problems}) == 1 else source
+    items = [
+        (f"{p.where}: " if p.where != header else "") + p.text + (f" ({p.aside})" if p.aside else "")
+        for p in problems[:MAX_PROBLEMS_SHOWN]
+    ]
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        items.append(f"and {len(problems) - MAX_PROBLEMS_SHOWN} more")
+    return ConfigError(f"{header}: {len(problems)} problems: {'; '.join(items)}",
+                       hint="fix each of them; `smoltrain validate` checks the preset again without training")  # fmt: skip

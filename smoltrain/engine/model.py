@@ -13,6 +13,7 @@ Runs in the worker process only. Never imports textual; imports unsloth lazily a
 from __future__ import annotations
 
 import importlib.util
+import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,13 @@ from typing import Any
 import torch
 
 from smoltrain.config.schema import ModelSection, RunConfig, TrainSection
-from smoltrain.engine.data.load import hub_offline_context, hub_unreachable, looks_like_path
+from smoltrain.config.techniques import facts
+from smoltrain.engine.data.load import (
+    hub_offline_context,
+    hub_unreachable,
+    is_local,
+    looks_like_path,
+)
 from smoltrain.errors import ModelError
 
 # Unsloth wants explicit module names; these are the linear layers of Llama-family decoders.
@@ -84,6 +91,11 @@ def load_tokenizer(model: ModelSection) -> Any:
     """The model's tokenizer (no weights), with a pad token: what data checks and training both use."""
     from transformers import AutoTokenizer
 
+    # A local folder is checked first: without config.json the tokenizer may load (or fail with a
+    # tokenizer message and a network hint) while the weights would fail only in the worker.
+    problem = _not_a_model_folder(model.name_or_path)
+    if problem is not None:
+        raise problem
     try:
         with hub_offline_context(model.name_or_path):  # no network: fail in seconds, not after retries
             tokenizer = AutoTokenizer.from_pretrained(
@@ -107,7 +119,8 @@ def load_model(cfg: RunConfig, tokenizer: Any) -> LoadedModel:
     device = resolve_device()
     dtype = resolve_dtype(cfg.model.dtype, device)
     backend, unsloth_reason = choose_backend(cfg.train, device)
-    if backend == "unsloth" and cfg.train.technique == "reward":
+    scores = facts(cfg.train.technique).model_class == "sequence_classification"
+    if backend == "unsloth" and scores:
         backend, unsloth_reason = "hf", "off: Unsloth trains causal LMs, not reward models"
     if backend == "unsloth":
         loaded = _load_with_unsloth(cfg, dtype)
@@ -143,11 +156,11 @@ def _load_with_transformers(cfg: RunConfig, tokenizer: Any, device: str, dtype: 
         active["4bit"] = f"on ({cfg.quantization.quant_type}{', double quant' if cfg.quantization.double_quant else ''})"
     else:
         active["4bit"] = "off"
-    is_reward_model = cfg.train.technique == "reward"
-    if is_reward_model:
+    scores = facts(cfg.train.technique).model_class == "sequence_classification"
+    if scores:
         # One scalar score per sequence; the new head is trained in full (PEFT's modules_to_save).
         kwargs.update(num_labels=1, pad_token_id=tokenizer.pad_token_id)
-    auto_class = AutoModelForSequenceClassification if is_reward_model else AutoModelForCausalLM
+    auto_class = AutoModelForSequenceClassification if scores else AutoModelForCausalLM
     try:
         with warnings.catch_warnings(), hub_offline_context(cfg.model.name_or_path):
             warnings.simplefilter("ignore", FutureWarning)
@@ -225,7 +238,7 @@ def _wrap_lora(model: Any, cfg: RunConfig) -> Any:
         lora_alpha=cfg.lora.alpha,
         lora_dropout=cfg.lora.dropout,
         target_modules=cfg.lora.target_modules,
-        task_type="SEQ_CLS" if cfg.train.technique == "reward" else "CAUSAL_LM",
+        task_type="SEQ_CLS" if facts(cfg.train.technique).model_class == "sequence_classification" else "CAUSAL_LM",
     )
     try:
         return get_peft_model(model, lora)
@@ -286,14 +299,59 @@ def merge_adapter(cfg: RunConfig, adapter_dir: Path, out_dir: Path) -> Path:
 def _not_found(name: str, exc: Exception) -> ModelError:
     if looks_like_path(name) and not Path(name).expanduser().exists():
         return ModelError(f"model.name_or_path = {name!r}: no such folder", hint="check the path, or give a hub id such as Qwen/Qwen3-0.6B")
+    if is_local(name):
+        # A folder on disk: the network has nothing to do with it.
+        return _not_a_model_folder(name) or ModelError(
+            f"model.name_or_path = {name!r}: cannot load it ({_first_line(exc)})",
+            hint="the folder needs a whole model as save_pretrained writes it: config.json, the weights and the tokenizer files",
+        )
     if hub_unreachable(name):
         return ModelError(
             f"model.name_or_path = {name!r}: not in the local Hugging Face cache, and the hub cannot be reached",
             hint="connect to the network once to download it, or download it elsewhere (`hf download ID`) and give its folder",
             needs_network=True,
         )
-    reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
     return ModelError(
-        f"model.name_or_path = {name!r}: cannot load it ({reason})",
+        f"model.name_or_path = {name!r}: cannot load it ({_first_line(exc)})",
         hint="check the hub id and your network; offline, download it once (`hf download ID`) and give its folder",
     )
+
+
+def _not_a_model_folder(name: str) -> ModelError | None:
+    """Why the local path `name` is not a model to train from (no config.json), or None (a model folder, or a hub id).
+
+    A LoRA adapter folder (a run's final/) is refused too: smoltrain trains a fresh adapter on a full
+    model, and a pipeline hands the next stage a merged copy, never an adapter to stack on."""
+    path = Path(name).expanduser()
+    if not is_local(name) or (path / "config.json").is_file():
+        return None
+    if not path.is_dir():
+        return ModelError(f"model.name_or_path = {name!r}: a file, not a model folder",
+                          hint="give the folder that holds config.json and the weights, or a hub id such as Qwen/Qwen3-0.6B")  # fmt: skip
+    adapter = path / "adapter_config.json"
+    if adapter.is_file():
+        base = _adapter_base(adapter)
+        return ModelError(
+            f"model.name_or_path = {name!r}: a LoRA adapter (adapter_config.json), not a model folder: no config.json",
+            hint=f"give the model it was trained on{f' ({base})' if base else ''}; to train on from it, run both "
+            "as [[stages]] of one pipeline, which merges the adapter for the next stage",
+        )
+    files = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
+    holds = "the folder is empty" if not files else f"it holds {', '.join(files[:5])}{' ...' if len(files) > 5 else ''}"
+    return ModelError(
+        f"model.name_or_path = {name!r}: no config.json: not a model folder ({holds})",
+        hint="give a folder saved with save_pretrained (config.json, the weights, the tokenizer files), "
+        "or a hub id such as Qwen/Qwen3-0.6B",
+    )
+
+
+def _adapter_base(adapter_config: Path) -> str:
+    try:
+        base = json.loads(adapter_config.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return base if isinstance(base, str) else ""
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__

@@ -171,7 +171,8 @@ def prepare_stage_data(cfg: RunConfig, stages: list[tuple[str, RunConfig]], emit
     for _, stage in stages:
         assert stage.data is not None  # stage_configs gives every stage its data
         data = prepare_datasets(stage.data, stage.train.technique, seed=stage.train.seed, tokenizer=tokenizer,
-                                loss_on=stage.sft.loss_on, model=cfg.model.name_or_path)  # fmt: skip
+                                loss_on=stage.sft.loss_on, model=cfg.model.name_or_path,
+                                rewards=stage.grpo.rewards)  # fmt: skip
         for report in filter(None, (data.report, data.eval_report)):
             for fix, rows in report.fixed.items():
                 emit(Warning(message=f"{report.source}: {fix}: {rows} of {report.rows_kept} rows",

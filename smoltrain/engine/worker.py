@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(run_dir: RunDir, emit: EventWriter, stop: StopFlag, resume: bool) -> int:
+    from smoltrain.engine.library_warnings import LibraryWarnings
+
+    LibraryWarnings(emit).install()  # before the ML stack loads: its import-time warnings count too
     try:
         cfg = load_config(run_dir.config)
         _import_unsloth_first_if_used(cfg)

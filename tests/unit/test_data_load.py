@@ -123,7 +123,7 @@ def test_bad_json_line_names_file_and_line(tmp_path: Path) -> None:
 def test_jsonl_line_that_is_not_an_object(tmp_path: Path) -> None:
     path = tmp_path / "sft.jsonl"
     path.write_text('{"text": "a"}\n["text"]\n', encoding="utf-8")
-    assert "line 2: expected a JSON object, got list" in error_for(str(path)).message
+    assert "line 2: expected a JSON object, got a list" in error_for(str(path)).message
 
 
 def test_bad_json_file_names_the_line(tmp_path: Path) -> None:

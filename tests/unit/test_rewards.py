@@ -346,3 +346,30 @@ def test_what_is_not_a_reward_model_is_refused_naming_the_key(reward_models, tmp
         with pytest.raises(ConfigError) as err:
             reward_model(folder)
         assert err.value.message.startswith("grpo.rewards[0].model") and words in err.value.message
+
+
+# ----------------------------------------------------------------------------- a reward that scores nothing
+
+
+def test_a_reward_that_scores_nothing_is_warned_about_then_stops_the_run(user_file):
+    """TRL counts None and NaN as 0: a reward broken for every completion would train on nothing, silently."""
+    from smoltrain.engine.techniques.rewards import SILENT_BATCHES_TO_STOP, build_reward_functions
+
+    warnings: list = []
+    specs = [RewardFunction.model_validate(s) for s in (
+        {"name": "length", "max_chars": 10},
+        {"name": "python", "path": str(user_file), "function": "skips_odd"},
+    )]  # fmt: skip
+    rewards = build_reward_functions(specs, resolve_model=lambda ref: Path(ref), device="cpu", emit=warnings.append)
+    nothing = {"name": "exact_match"}
+    exact = build_reward_functions([RewardFunction.model_validate(nothing)], resolve_model=lambda ref: Path(ref),
+                                   device="cpu", emit=warnings.append)  # fmt: skip
+    for _ in range(5):  # a reward that scores some completions is fine, however many batches
+        for fn in rewards.functions:
+            call(fn, ["a", "bb"])
+    assert warnings == []
+    for _ in range(SILENT_BATCHES_TO_STOP - 1):
+        call(exact.functions[0], ["a", "b"], answer=[None, None])
+    assert len(warnings) == 1 and "grpo.rewards[0] (exact_match) gave no completion a score" in warnings[0].message
+    with pytest.raises(ConfigError, match=r"grpo.rewards\[0\] \(exact_match\): no completion got a score in 3"):
+        call(exact.functions[0], ["a", "b"], answer=[None, None])

@@ -48,3 +48,30 @@ def test_a_run_stopped_at_once_reports_its_last_complete_checkpoint(tmp_path):
     emit(end)  # the front ends must be able to read it back
     emit.close()
     assert read_events(run.events)[-1] == end
+
+
+def test_library_warnings_become_events_once_each(tmp_path):
+    """TRL's and transformers' own warnings reach the user where they watch the run, deduplicated."""
+    import logging
+    import warnings
+
+    from smoltrain.engine.library_warnings import LibraryWarnings
+
+    said: list = []
+    hook = LibraryWarnings(said.append)
+    hook.install()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            for _ in range(3):
+                warnings.warn("`gradient_checkpointing_enable` is deprecated", FutureWarning, stacklevel=1)
+        for _ in range(2):
+            logging.getLogger("trl.trainer.grpo_trainer").warning("All reward functions returned None")
+        logging.getLogger("trl.trainer").info("not a warning")
+        logging.getLogger("elsewhere").warning("not a library of ours")
+    finally:
+        hook.uninstall()
+    assert [w.message for w in said] == [
+        "test_worker.py: FutureWarning: `gradient_checkpointing_enable` is deprecated",
+        "trl: All reward functions returned None",
+    ]

@@ -72,7 +72,7 @@ def _parse_json_lines(text: str, shown: str) -> tuple[list[dict[str, Any]], list
             ) from None
         if not isinstance(row, dict):
             raise DataError(
-                f"{shown}: line {number}: expected a JSON object, got {type(row).__name__}",
+                f"{shown}: line {number}: expected a JSON object, got {_json_kind(row)}",
                 hint='each line must be one JSON object such as {"text": "..."}',
             )
         rows.append(row)
@@ -93,14 +93,22 @@ def _parse_json(text: str, shown: str) -> tuple[list[dict[str, Any]], list[int] 
     if isinstance(value, dict):
         return [value], [1]
     if not isinstance(value, list):
-        raise DataError(f"{shown}: expected a list of objects, got {type(value).__name__}", hint="write [{...}, {...}]")
+        raise DataError(f"{shown}: expected a list of objects, got {_json_kind(value)}", hint="write [{...}, {...}]")
     for i, item in enumerate(value):
         if not isinstance(item, dict):
             raise DataError(
-                f"{shown}: item {i + 1} of the list is {type(item).__name__}, not an object",
+                f"{shown}: item {i + 1} of the list is {_json_kind(item)}, not an object",
                 hint="every element of the list must be a JSON object",
             )
     return value, None
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in JSON's words: 'a list', 'a string', not Python's 'list', 'str'."""
+    if isinstance(value, bool):
+        return "true or false"
+    kinds = {list: "a list", str: "a string", int: "a number", float: "a number", dict: "an object"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
 
 
 def _parse_csv(text: str, shown: str, delimiter: str) -> tuple[list[dict[str, Any]], list[int]]:

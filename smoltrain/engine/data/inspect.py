@@ -18,10 +18,16 @@ Imports datasets and the tokenizer's library through prepare.py; never torch or 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from smoltrain.config.schema import DataSection, SftSection, TrainSection
+from smoltrain.config.schema import (
+    DataSection,
+    RewardFunction,
+    SftSection,
+    TrainSection,
+)
 from smoltrain.engine.data.prepare import PreparedData, prepare_datasets
 from smoltrain.engine.data.tokens import RowTokens
 from smoltrain.errors import DataError
@@ -71,11 +77,20 @@ class DataInspection:
 
 
 def inspect_data(
-    data: DataSection, train: TrainSection, sft: SftSection, tokenizer: Any, *, model: str, show: int = 3
+    data: DataSection,
+    train: TrainSection,
+    sft: SftSection,
+    tokenizer: Any,
+    *,
+    model: str,
+    show: int = 3,
+    rewards: Sequence[RewardFunction] = (),
 ) -> DataInspection:
-    """Prepare one stage's data as the worker would, and measure what train.max_length does to it."""
+    """Prepare one stage's data as the worker would, and measure what train.max_length does to it.
+    GRPO: `rewards` (grpo.rewards) are checked against the rows' columns, as the worker checks them."""
     technique = train.technique
-    prepared = prepare_datasets(data, technique, seed=train.seed, tokenizer=tokenizer, loss_on=sft.loss_on, model=model)
+    prepared = prepare_datasets(data, technique, seed=train.seed, tokenizer=tokenizer, loss_on=sft.loss_on, model=model,
+                                rewards=rewards)  # fmt: skip
     seen = DataInspection(prepared, train.max_length, sft.packing and technique == "sft", _tokenizer=tokenizer)
     display = RowTokens(tokenizer, sft.loss_on) if technique != "sft" else None
     for index, row in enumerate(prepared.train):

@@ -71,6 +71,14 @@ class LoadedData:
         loc = f"{seg.unit} {seg.numbers[index - seg.start]}"
         return f"{seg.label} {loc}" if seg.label else loc
 
+    def files(self) -> list[tuple[str, Sequence[Mapping[str, Any]], list[str]]]:
+        """(file, its rows, its columns) for each file of a folder that rows come from; [] for one file or a hub split."""
+        if len(self.segments) < 2 or not isinstance(self.rows, list):
+            return []
+        ends = [s.start for s in self.segments[1:]] + [len(self.rows)]
+        return [(seg.label, self.rows[seg.start : end], _columns(self.rows[seg.start : end]))
+                for seg, end in zip(self.segments, ends)]  # fmt: skip
+
 
 def load_split(path: str, config: str | None, split: str, max_rows: int | None) -> LoadedData:
     """Load one split of `path`, sliced as `split` says ("train", "train[:100]", "train[10%:]"),

@@ -9,6 +9,10 @@ turns folded where the template refuses or drops them, counted in the report; a 
 stops the run, named), and SFT rows are tokenized with the trained tokens marked (`input_ids`,
 `assistant_masks`). Without one (tests of the shapes alone), rows stay as converted.
 
+A folder's files must all hold one shape of rows. GRPO rows must have the columns the rewards read
+(`rewards=cfg.grpo.rewards`: math_answer and exact_match compare with an answer column), checked
+here rather than at the first scored batch, after the model has loaded.
+
 What each technique gets (prepared.trl_format, and the columns of its rows):
 
     sft     text                 {"text"}
@@ -28,20 +32,27 @@ Imports datasets, never torch or textual.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import datasets
 import pyarrow as pa
 
-from smoltrain.config.schema import DataSection
-from smoltrain.engine.data.convert import Converter, RowRejected, convert_rows, sft_converter
+from smoltrain.config.schema import DataSection, RewardFunction
+from smoltrain.engine.data.convert import (
+    Converter,
+    RowRejected,
+    convert_rows,
+    sft_converter,
+)
 from smoltrain.engine.data.convert_preference import preference_converter
 from smoltrain.engine.data.convert_prompts import prompt_converter
 from smoltrain.engine.data.detect import Detected, detect
 from smoltrain.engine.data.load import LoadedData, is_local, is_split_spec, load_split
 from smoltrain.engine.data.template_step import TemplateStep
+from smoltrain.engine.techniques.rewards import columns_read
 from smoltrain.errors import DataError
 
 # Which module converts rows to each TRL format.
@@ -98,16 +109,26 @@ class PreparedData:
 
 
 def prepare_datasets(
-    data: DataSection, technique: str, *, seed: int, tokenizer: Any = None, loss_on: str = "completion", model: str = ""
+    data: DataSection,
+    technique: str,
+    *,
+    seed: int,
+    tokenizer: Any = None,
+    loss_on: str = "completion",
+    model: str = "",
+    rewards: Sequence[RewardFunction] = (),
 ) -> PreparedData:
     """Load, check and convert `data` for `technique`, fitted to `tokenizer`'s chat template when given
-    (SFT: tokenized, `loss_on` marking the trained tokens); hold out eval rows. Raises DataError on bad data."""
+    (SFT: tokenized, `loss_on` marking the trained tokens); hold out eval rows. GRPO: the rows must have
+    the columns `rewards` (grpo.rewards) read. Raises DataError on bad data."""
     loaded = load_split(data.path, data.config, data.split, data.max_rows)
     detected = _detect(loaded, data, technique, data.format)
     step = None
     if tokenizer is not None:
         step = TemplateStep(tokenizer, detected, technique=technique, loss_on=loss_on, text=data.template, model=model)
     train, report = _convert(loaded, detected, step)
+    if technique == "grpo":
+        _check_reward_columns(train, rewards, loaded.source)
 
     eval_ds: datasets.Dataset | None = None
     eval_report: DataReport | None = None
@@ -144,6 +165,22 @@ def prepare_datasets(
     )
 
 
+def _check_reward_columns(train: datasets.Dataset, rewards: Sequence[RewardFunction], source: str) -> None:
+    """A reward that compares with the right answer needs the column holding it. Missing, the run would
+    fail at its first scored batch, after the model loaded; here it fails in seconds."""
+    missing = [(key, name, column) for key, name, column in columns_read(rewards) if column not in train.column_names]
+    if not missing:
+        return
+    key, name, column = missing[0]
+    others = f" (and {len(missing) - 1} more reward(s) reading missing columns)" if len(missing) > 1 else ""
+    raise DataError(
+        f"{source}: reward {name!r} ({key}) reads the column {column!r}, which the prompt rows do not have "
+        f"(their columns: {', '.join(train.column_names)}){others}",
+        hint=f"add the column {column!r} with each prompt's right answer, set {key}.answer_column to the column that "
+        "holds it, or choose a reward that reads no column (format, length, json, reward_model)",
+    )
+
+
 def _load_eval(data: DataSection) -> LoadedData:
     """data.eval_split: a split of the same hub dataset, a slice of the same local file ("train[95%:]"),
     or, next to a local training file, the path of another local file."""
@@ -156,8 +193,31 @@ def _load_eval(data: DataSection) -> LoadedData:
 
 
 def _detect(loaded: LoadedData, data: DataSection, technique: str, fmt: str) -> Detected:
+    _check_one_shape(loaded, data, technique, fmt)
     first = loaded.rows[0] if len(loaded.rows) else None
     return detect(loaded.columns, first, technique=technique, fmt=fmt, mapping=data.columns, source=loaded.source)
+
+
+def _check_one_shape(loaded: LoadedData, data: DataSection, technique: str, fmt: str) -> None:
+    """A folder's files must all hold rows of one shape. Read as one, the rows of the others would be
+    dropped as "missing messages"; half of them dropped still passes the too-many-drops check."""
+    files: dict[str, list[str]] = {}  # shape -> the files that hold it
+    for label, rows, columns in loaded.files():
+        found = detect(columns, rows[0], technique=technique, fmt=fmt, mapping=data.columns,
+                       source=str(Path(loaded.source) / label))  # fmt: skip
+        turns = found.conversational and found.shape not in ("messages", "sharegpt", "instruction")
+        files.setdefault(found.shape + (" of chat turns" if turns else ""), []).append(label)
+    if len(files) > 1:
+        shapes = "; ".join(f"{_listed(labels)}: {shape}" for shape, labels in files.items())
+        raise DataError(
+            f"{loaded.source}: the folder's files hold rows of {len(files)} different shapes ({shapes})",
+            hint="one dataset is read as one shape: put each shape in its own folder, or point data.path at one file "
+            "(a pipeline's [[stages]] can train on each in turn)",
+        )
+
+
+def _listed(labels: list[str], most: int = 5) -> str:
+    return ", ".join(labels[:most]) + (f" and {len(labels) - most} more" if len(labels) > most else "")
 
 
 def _convert(loaded: LoadedData, detected: Detected, step: TemplateStep | None) -> tuple[datasets.Dataset, DataReport]:

@@ -8,7 +8,9 @@ A function returns one float per completion, or None where it does not apply; TR
 as `rewards/<__name__>/mean` and sums the functions with `reward_weights` (None counting as 0).
 
 `build_reward_functions` turns the specs into a `RewardSet`: the callables, their weights and names,
-and a record of the latest scored batch so the engine can show the best and worst completion.
+and a record of the latest scored batch so the engine can show the best and worst completion. A
+reward that scores no completion of a batch is warned about, and stops the run (exit 2) after
+SILENT_BATCHES_TO_STOP batches in a row: TRL would count it as 0 and train on nothing, silently.
 The verifiable rewards live here; those read from files the user points at (their own Python
 function, a trained reward model) in external_rewards.py.
 
@@ -26,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from smoltrain.config.schema import RewardFunction
+from smoltrain.engine.events import Emit, Warning
 from smoltrain.errors import ConfigError, SmoltrainError
 
 Scores = list[float | None]
+SILENT_BATCHES_TO_STOP = 3  # generation batches in a row in which a reward scored nothing
 RewardCallable = Callable[..., Scores]
 
 # What TRL adds to every call besides the dataset columns; hidden when we list the columns to the user.
@@ -277,9 +281,13 @@ class RewardSet:
     functions: list[RewardCallable]
     weights: list[float]
     names: list[str]
+    emit: Emit | None = None  # where the "this reward scores nothing" warning goes
+    wheres: dict[str, str] = field(default_factory=dict)  # reward name -> its config key, for messages
     _batch: _Batch | None = field(default=None, repr=False)
+    _silent: dict[str, int] = field(default_factory=dict, repr=False)  # batches in a row without a score
 
     def _record(self, name: str, prompts: list[Any], completions: list[Any], scores: Scores) -> None:
+        self._check_scored(name, scores)
         texts = [completion_text(c) for c in completions]
         # TRL scores one generation batch with each function in turn; a function scoring again, or other
         # completions, means a new batch. Only the latest is kept: the log wants a sample, not history.
@@ -287,6 +295,24 @@ class RewardSet:
         if batch is None or name in batch.scores or batch.completions != texts:
             batch = self._batch = _Batch(prompts=[prompt_text(p) for p in prompts], completions=texts)
         batch.scores[name] = scores
+
+    def _check_scored(self, name: str, scores: Scores) -> None:
+        """A reward that gives no completion a score (every value None or NaN) adds 0 to every reward in
+        TRL, so GRPO trains on nothing while the log looks calm: warn at once, stop after a few batches."""
+        if any(s is not None and math.isfinite(s) for s in scores):
+            self._silent[name] = 0
+            return
+        silent = self._silent[name] = self._silent.get(name, 0) + 1
+        where = f"{self.wheres.get(name, 'grpo.rewards')} ({name})"
+        hint = ("check what it reads: the answer column and its format, the pattern, or a python reward's "
+                "return value (a float per completion; None only where it does not apply)")
+        if silent >= SILENT_BATCHES_TO_STOP:
+            raise ConfigError(f"{where}: no completion got a score in {silent} generation batches in a row "
+                              f"(every value None or NaN): GRPO would train on nothing", hint=hint)  # fmt: skip
+        if silent == 1 and self.emit is not None:
+            self.emit(Warning(message=f"{where} gave no completion a score in this batch (every value None or NaN); "
+                                      f"the run stops if that happens {SILENT_BATCHES_TO_STOP} times in a row",
+                              hint=hint))  # fmt: skip
 
     def take_samples(self) -> list[ScoredCompletion]:
         """The completions of the latest scored batch with each reward and the weighted total; then forget them."""
@@ -314,16 +340,17 @@ def columns_read(specs: Sequence[RewardFunction]) -> list[tuple[str, str, str]]:
 
 
 def build_reward_functions(
-    specs: Sequence[RewardFunction], *, resolve_model: Callable[[str], Path], device: str
+    specs: Sequence[RewardFunction], *, resolve_model: Callable[[str], Path], device: str, emit: Emit | None = None
 ) -> RewardSet:
     """Build every reward now, so a bad pattern, file or model fails before training starts.
 
     A reward_model is loaded here too (not lazily on the first batch) for the same reason.
     """
-    reward_set = RewardSet(functions=[], weights=[], names=[])
+    reward_set = RewardSet(functions=[], weights=[], names=[], emit=emit)
     for i, spec in enumerate(specs):
         name, fn = _build_one(spec, f"grpo.rewards[{i}]", resolve_model, device)
         name = _unique(name, reward_set.names)
+        reward_set.wheres[name] = f"grpo.rewards[{i}]"
         reward_set.functions.append(_Recorded(reward_set, name, fn))
         reward_set.weights.append(float(spec.weight))
         reward_set.names.append(name)
