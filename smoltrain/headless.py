@@ -82,7 +82,8 @@ class Printer:
         elif isinstance(event, Sample):
             self._sample(event)
         elif isinstance(event, Warning):
-            self.line(f"warning: {event.message}" + (f" (hint: {event.hint})" if event.hint else ""))
+            said = "library warning" if event.source == "library" else "warning"
+            self.line(f"{said}: {event.message}" + (f" (hint: {event.hint})" if event.hint else ""))
         elif isinstance(event, StageFinished):
             self.line(f"stage {event.stage + 1} ({event.technique}) done at step {event.step}: {event.output_dir}")
         elif isinstance(event, RunFinished):

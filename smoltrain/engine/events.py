@@ -98,6 +98,9 @@ class Warning(EventBase):
     message: str
     hint: str = ""
     step: int | None = None
+    # "library": TRL's, transformers' or PEFT's own words (engine/library_warnings.py), shown in the
+    # log but not raised as a notice: they are about the libraries more often than about the run.
+    source: Literal["smoltrain", "library"] = "smoltrain"
 
 
 class StageFinished(EventBase):

@@ -51,7 +51,7 @@ class LibraryWarnings(logging.Handler):
             return
         self._seen.add(text)
         try:
-            self._emit(WarningEvent(message=f"{where}: {text}"[:500], hint="a library's own warning, as it wrote it"))
+            self._emit(WarningEvent(message=f"{where}: {text}"[:500], source="library"))
         except OSError:  # a full disk: the run's own next write reports it; a warning must not be what fails
             return
 

@@ -30,7 +30,7 @@ import torch
 
 from smoltrain.config.schema import RunConfig
 from smoltrain.engine.events import Emit, Warning
-from smoltrain.errors import DataError, FitError
+from smoltrain.errors import DataError, FitError, SmoltrainError
 
 _GENERIC_FIT_HINT = (
     "set train.auto_fit = true to retry with a smaller micro-batch automatically, or lower train.micro_batch_size "
@@ -187,7 +187,7 @@ def check_disk_space(run_dir: Path, cfg: RunConfig, loaded: Any, emit: Emit) -> 
 
     try:
         total = ModelShape.from_config(loaded.model.config.to_dict()).total_params
-    except (KeyError, TypeError, ValueError):  # an architecture the memory model does not read: count the weights
+    except (SmoltrainError, KeyError, TypeError, ValueError):  # an architecture the memory model does not read
         total = loaded.total_params
     optimizer = resolve_optimizer(cfg.train.optimizer, loaded.device)
     needed, free = disk_needed(cfg, loaded.trainable_params, total, optimizer), free_bytes(run_dir)

@@ -15,6 +15,7 @@ SAMPLES = [
     ev.Sample(step=3, prompt="What is 2+2?", completion="4 ✓", reward=1.0, label="best"),
     ev.Checkpoint(step=5, path="/r/checkpoints/checkpoint-5"),
     ev.Warning(message="loss is nan", hint="lower the learning rate", step=4),
+    ev.Warning(message="trl: All reward functions returned None", source="library"),
     ev.StageFinished(stage=0, technique="sft", step=10, output_dir="/r/final"),
     ev.RunFinished(status="completed", step=10, final_dir="/r/final", duration_s=3.2),
     ev.RunFinished(status="stopped", step=4, final_dir=None, duration_s=1.0),  # stopped at once: nothing saved

@@ -301,3 +301,15 @@ def test_prepare_without_rewards_checks_no_columns(tmp_path):
     # Callers that pass no rewards (the shapes' own tests) see the rows as before.
     prepared = prepare(_prompts(tmp_path), "grpo")
     assert prepared.train.column_names == ["prompt"]
+
+
+# ---------------------------------------------------------------------------------- --name
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "..", ".hidden"])
+def test_a_run_name_outside_runs_is_refused_before_any_folder_is_made(tmp_path, capsys, name):
+    code = main(["run", str(PRESETS_DIR / "demo-sft.toml"), "--set", f"output_dir={tmp_path / 'runs'}", "--name", name])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"--name {name!r}" in err and "hint: " in err
+    assert list(tmp_path.iterdir()) == [], "nothing was created, inside runs/ or next to it"

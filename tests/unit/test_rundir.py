@@ -167,3 +167,36 @@ def test_stage_paths(tmp_path: Path):
     assert run.stage("dpo").merged == tmp_path / "stages" / "dpo" / "merged"
     run.stage("sft").root.mkdir(parents=True)
     assert [s.root for s in run.stage_folders()] == [tmp_path, tmp_path / "stages" / "sft"]
+
+
+def test_resume_checks_read_a_mis_encoded_events_file(tmp_path: Path):
+    """It raised UnicodeDecodeError with a traceback; now the damaged line is skipped."""
+    from smoltrain import runner
+
+    run = RunDir(tmp_path)
+    run.config.write_text("")
+    run.events.write_bytes(SAMPLES[0].to_json().encode() + b"\n" + b'{"type": "run_fin\xc3')
+    assert runner.resume_checks(tmp_path) == tmp_path
+
+
+def test_low_disk_space_is_warned_about_before_training(tmp_path: Path, monkeypatch):
+    """Checkpoints (adapter + optimizer, save_total_limit + 1 at once), the final adapter and each merge."""
+    from types import SimpleNamespace
+
+    from smoltrain.config.load import load_config
+    from smoltrain.config.presets import PRESETS_DIR
+    from smoltrain.engine import preflight
+
+    cfg = load_config(PRESETS_DIR / "demo.toml")
+    loaded = SimpleNamespace(trainable_params=10_000_000, total_params=500_000_000, device="cpu",
+                             model=SimpleNamespace(config=SimpleNamespace(to_dict=dict)))  # fmt: skip
+    needed = preflight.disk_needed(cfg, 10_000_000, 500_000_000, "adamw_torch")
+    merges = 2  # sft and dpo hand over to a later stage; the reward model does not replace the policy
+    assert needed == 10_000_000 * (12 * (cfg.train.save_total_limit + 1) + 4) * 4 + merges * 500_000_000 * 2
+    said: list = []
+    monkeypatch.setattr("smoltrain.rundir.free_bytes", lambda folder: needed // 2)
+    preflight.check_disk_space(tmp_path, cfg, loaded, said.append)
+    assert len(said) == 1 and str(tmp_path) in said[0].message and "free" in said[0].message
+    monkeypatch.setattr("smoltrain.rundir.free_bytes", lambda folder: needed * 2)
+    preflight.check_disk_space(tmp_path, cfg, loaded, said.append)
+    assert len(said) == 1

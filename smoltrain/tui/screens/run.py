@@ -130,7 +130,7 @@ class RunScreen(Screen[None]):
             self.state.feed(event)
             if self._printer is not None:
                 self._printer.render(event)
-            if isinstance(event, Warning):
+            if isinstance(event, Warning) and event.source == "smoltrain":
                 self.notify(event.message + (f"\n{event.hint}" if event.hint else ""), title="warning", severity="warning", timeout=8)
             elif isinstance(event, (RunFinished, RunFailed)):
                 self._show_result()
