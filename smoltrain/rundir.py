@@ -380,9 +380,11 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return chain
 
 
-def disk_full_error(run: RunDir) -> DiskFullError:
+def disk_full_error(run: RunDir, last_checkpoint: Path | None) -> DiskFullError:
+    kept = (f"its last complete checkpoint, {last_checkpoint.name}, is intact" if last_checkpoint
+            else "no checkpoint was complete yet, so a resume starts from step 0")  # fmt: skip
     return DiskFullError(
         f"the disk holding {run.root} is full ({format_bytes(free_bytes(run.root))} free): the run stopped while "
-        "writing to it; its last complete checkpoint is intact",
+        f"writing to it; {kept}",
         hint=f"free some space, then continue with: smoltrain resume {run.root}",
     )

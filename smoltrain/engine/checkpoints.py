@@ -144,6 +144,12 @@ def drop_incomplete_everywhere(run: RunDir) -> list[Path]:
     return [path for stage in run.stage_folders() for path in drop_incomplete(stage.checkpoints)]
 
 
+def newest_complete(run: RunDir) -> Path | None:
+    """The most recently written complete checkpoint of any stage of the run."""
+    found = [c for stage in run.stage_folders() if (c := last_complete(stage.checkpoints)) is not None]
+    return max(found, key=lambda c: (c / MANIFEST).stat().st_mtime, default=None)
+
+
 def mark_stage_done(done_file: Path, step: int) -> None:
     _write_json_atomically(done_file, {"step": step})
 

@@ -16,6 +16,8 @@ from smoltrain.engine.events import Warning as WarningEvent
 
 LIBRARY_LOGGERS = ("trl", "peft", "accelerate", "datasets", "transformers", "bitsandbytes")
 MAX_DISTINCT = 20  # past this, a library repeating itself in new words is noise: worker.log has the rest
+SAME_OPENING = 60  # two warnings that open with the same characters are one warning with other values
+MAX_SHOWN = 300
 
 
 class LibraryWarnings(logging.Handler):
@@ -47,11 +49,16 @@ class LibraryWarnings(logging.Handler):
 
     def _say(self, text: str, where: str) -> None:
         text = " ".join(text.split())
-        if not text or text in self._seen or len(self._seen) >= MAX_DISTINCT:
+        # Its opening words: TRL repeats "All reward functions returned None for the following kwargs:
+        # {...}" with each batch's values, which are not news.
+        key = text[:SAME_OPENING]
+        if not text or key in self._seen or len(self._seen) >= MAX_DISTINCT:
             return
-        self._seen.add(text)
+        self._seen.add(key)
+        if len(text) > MAX_SHOWN:
+            text = text[:MAX_SHOWN] + " … (in full in worker.log)"
         try:
-            self._emit(WarningEvent(message=f"{where}: {text}"[:500], source="library"))
+            self._emit(WarningEvent(message=f"{where}: {text}", source="library"))
         except OSError:  # a full disk: the run's own next write reports it; a warning must not be what fails
             return
 

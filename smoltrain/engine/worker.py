@@ -117,10 +117,10 @@ def _train(run_dir: RunDir, emit: EventWriter, stop: StopFlag, resume: bool) -> 
         return 0
     except Exception as exc:
         if is_disk_full(exc, run_dir.root):
-            from smoltrain.engine.checkpoints import drop_incomplete_everywhere
+            from smoltrain.engine.checkpoints import drop_incomplete_everywhere, newest_complete
 
             drop_incomplete_everywhere(run_dir)  # the half-written checkpoint: its space lets the error be written
-            return _user_error(emit, disk_full_error(run_dir))
+            return _user_error(emit, disk_full_error(run_dir, newest_complete(run_dir)))
         # A bug: keep the traceback for the report.
         emit(RunFailed(error_type=type(exc).__name__, message=str(exc) or type(exc).__name__,
                        user_error=False, traceback=traceback.format_exc()))  # fmt: skip

@@ -210,7 +210,8 @@ def test_a_full_disk_is_a_user_error_that_keeps_the_last_checkpoint_and_resumes(
         events = read_events(run.events)
         failed = events[-1]
         assert isinstance(failed, RunFailed) and failed.user_error and failed.error_type == "DiskFullError", failed
-        assert str(run.root) in failed.message and "free" in failed.message and "smoltrain resume" in failed.hint
+        assert str(run.root) in failed.message and " free)" in failed.message and "smoltrain resume" in failed.hint
+        assert "its last complete checkpoint, checkpoint-2, is intact" in failed.message
         assert run.events.read_bytes().endswith(b"\n")  # the last word is whole
         kept = [p.name for p in run.stage(None).checkpoints.iterdir() if p.is_dir()]
         assert kept == ["checkpoint-2"]  # the partial one is gone

@@ -7,6 +7,7 @@ import pytest
 from textual.widgets import ProgressBar, Static, TabbedContent
 
 from smoltrain.engine.events import Warning
+from smoltrain.rundir import RunDir, WorkerLock
 from smoltrain.tui.app import SmoltrainApp
 from smoltrain.tui.screens.run import POLL_S, RunScreen
 from smoltrain.tui.widgets.plots import PlotGrid
@@ -18,6 +19,8 @@ pytestmark = pytest.mark.anyio  # Pilot tests run on asyncio through anyio's pyt
 
 async def test_run_screen_follows_the_events_file(workdir):
     run_dir = install_run(workdir / "runs", "grpo-pipeline", events=False)
+    lock = WorkerLock(RunDir(run_dir))  # this test is the worker: it holds the run's lock, as a worker does
+    lock.acquire()
     lines = (DATA / "grpo-pipeline.events.jsonl").read_text().splitlines(keepends=True)
     sft_end = next(i for i, line in enumerate(lines) if '"stage_finished"' in line)
     events = run_dir / "events.jsonl"
@@ -53,10 +56,31 @@ async def test_run_screen_follows_the_events_file(workdir):
         assert screen.query_one(TabbedContent).active == "result"
         result = str(screen.query_one("#result-text", Static).render())
         assert "Done" in result and "/final" in result and "from_pretrained" in result
+    lock.release()
+
+
+async def test_a_run_whose_worker_died_without_a_word_reads_interrupted(workdir):
+    """Events that stop mid-run, and no worker holds the run's lock: killed, or the machine went down.
+    It must not show an ETA as if it trained on; it says how to carry on."""
+    run_dir = install_run(workdir / "runs", "grpo-pipeline", events=False)
+    lines = (DATA / "grpo-pipeline.events.jsonl").read_text().splitlines(keepends=True)
+    (run_dir / "events.jsonl").write_text("".join(lines[: len(lines) // 2]))
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.open_run(run_dir)
+        await pilot.pause(2 * POLL_S)
+        screen = app.screen
+        status = str(screen.query_one("#status", Static).render())
+        assert "interrupted" in status and "ETA" not in status
+        result = str(screen.query_one("#result-text", Static).render())
+        assert "ended without a word" in result and f"smoltrain resume {run_dir}" in result
+        assert screen.check_action("resume", ())
 
 
 async def test_save_now_writes_the_request_file(workdir):
     run_dir = install_run(workdir / "runs", "dpo-partial")
+    lock = WorkerLock(RunDir(run_dir))  # a live worker trains it
+    lock.acquire()
     app = SmoltrainApp(runs_dir="runs")
     async with app.run_test(size=(80, 24)) as pilot:
         app.open_run(run_dir)
@@ -64,3 +88,4 @@ async def test_save_now_writes_the_request_file(workdir):
         assert "DPO margin" in app.screen.query_one(PlotGrid).titles
         await pilot.press("s")
         assert (run_dir / "control" / "save_now").exists()
+    lock.release()

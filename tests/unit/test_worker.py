@@ -65,13 +65,14 @@ def test_library_warnings_become_events_once_each(tmp_path):
             warnings.simplefilter("always")
             for _ in range(3):
                 warnings.warn("`gradient_checkpointing_enable` is deprecated", FutureWarning, stacklevel=1)
-        for _ in range(2):
-            logging.getLogger("trl.trainer.grpo_trainer").warning("All reward functions returned None")
+        for answer in range(2):
+            logging.getLogger("trl.trainer.grpo_trainer").warning(
+                f"All reward functions returned None for the following kwargs: {{'answer': {answer}}}")
         logging.getLogger("trl.trainer").info("not a warning")
         logging.getLogger("elsewhere").warning("not a library of ours")
     finally:
         hook.uninstall()
     assert [w.message for w in said] == [
         "test_worker.py: FutureWarning: `gradient_checkpointing_enable` is deprecated",
-        "trl: All reward functions returned None",
+        "trl: All reward functions returned None for the following kwargs: {'answer': 0}",
     ]

@@ -11,6 +11,7 @@ Never imports torch: training runs in the worker child process started by smoltr
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from textual.widgets import (
 )
 
 from smoltrain import runner
-from smoltrain.engine.events import RunFailed, RunFinished, Sample, Warning
+from smoltrain.engine.events import RunFailed, Sample, Warning
 from smoltrain.errors import SmoltrainError
 from smoltrain.headless import Printer
 from smoltrain.rundir import EventReader, RunDir, running_worker
@@ -41,6 +42,7 @@ from smoltrain.tui.series import panels
 from smoltrain.tui.widgets.plots import PlotGrid
 
 POLL_S = 0.2  # events reach the plots within this plus one redraw
+_INTERRUPTED = "WorkerDied"  # the RunFailed the screen makes up for a worker that died without an end event
 
 
 class _LogStream:
@@ -126,15 +128,16 @@ class RunScreen(Screen[None]):
     def poll(self) -> None:
         """Read what is new and redraw; the timer keeps the UI thread free between reads."""
         events = self.tail.read()
+        if events and self.state.failed is not None and self.state.failed.error_type == _INTERRUPTED:
+            self.state.failed = None  # it writes again after all (its lock was missed for a moment)
         for event in events:
             self.state.feed(event)
             if self._printer is not None:
                 self._printer.render(event)
-            if isinstance(event, Warning) and event.source == "smoltrain":
+            if isinstance(event, Warning) and event.source == "smoltrain" and self._live:  # news, not history
                 self.notify(event.message + (f"\n{event.hint}" if event.hint else ""), title="warning", severity="warning", timeout=8)
-            elif isinstance(event, (RunFinished, RunFailed)):
-                self._show_result()
         if events:
+            self._show_result()  # also after a RunStarted: a resumed run is not finished any more
             self._redraw()
             self.refresh_bindings()  # Resume shows in the footer once a run has stopped
         self._check_worker_alive()
@@ -163,22 +166,39 @@ class RunScreen(Screen[None]):
 
     def _status_word(self) -> str:
         if self.state.failed is not None:
-            return "failed"
+            return "interrupted" if self.state.failed.error_type == _INTERRUPTED else "failed"
         return self.state.finished.status if self.state.finished else "training"
 
     def _check_worker_alive(self) -> None:
-        """A worker that died without an end event (killed, out of memory) must not look like it trains on."""
-        if self.handle is None or self.state.ended or self.handle.process.poll() is None:
+        """A worker that died without an end event (killed, out of memory, the machine went down) must not
+        look like it trains on: ours by its exit code, one started elsewhere by its lock."""
+        if self.state.ended or not self.state.stages:
             return
-        self.tail.read()  # anything written just before it exited
-        code = self.handle.process.returncode
-        self.state.failed = RunFailed(error_type="WorkerDied", message=f"the training process exited ({code}) without a word",
-                                      hint=f"see {self.handle.log_path}", user_error=False)  # fmt: skip
+        if self.handle is not None:
+            if self.handle.process.poll() is None:
+                return
+            for event in self.tail.read():  # anything written just before it exited
+                self.state.feed(event)
+            if self.state.ended:
+                return
+            code = self.handle.process.returncode
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
+            message = f"the training process died ({how}) without a word at step {self.state.step}"
+        elif running_worker(self.run_dir) is None:
+            message = f"the training process ended without a word at step {self.state.step} (killed, or the machine went down)"
+        else:
+            return
+        self.state.failed = RunFailed(error_type=_INTERRUPTED, message=message, user_error=False,
+                                      hint=f"continue from its last complete checkpoint: smoltrain resume {self.run_dir} (or r here)")  # fmt: skip
         self._show_result()
         self._redraw()
+        self.refresh_bindings()
 
     def _show_result(self) -> None:
         state, lines = self.state, []
+        if not state.ended:
+            self.query_one("#result-text", Static).update("The run is not finished yet.")
+            return
         if state.failed is not None:
             lines += [f"[b red]The run failed:[/] {state.failed.message}"]
             lines += [f"hint: {state.failed.hint}"] if state.failed.hint else []
