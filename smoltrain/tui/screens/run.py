@@ -200,7 +200,8 @@ class RunScreen(Screen[None]):
             self.query_one("#result-text", Static).update("The run is not finished yet.")
             return
         if state.failed is not None:
-            lines += [f"[b red]The run failed:[/] {state.failed.message}"]
+            heading = "The run was interrupted" if state.failed.error_type == _INTERRUPTED else "The run failed"
+            lines += [f"[b red]{heading}:[/] {state.failed.message}"]
             lines += [f"hint: {state.failed.hint}"] if state.failed.hint else []
             lines += [f"details: {RunDir(self.run_dir).worker_log}"] if not state.failed.user_error else []
         elif state.finished is not None:
