@@ -4,6 +4,8 @@
     smoltrain validate PRESET.toml ...
     smoltrain data PRESET.toml [--rows N]
     smoltrain resume RUN_DIR
+    smoltrain chat RUN_DIR [--stage NAME] [--compare]
+    smoltrain export RUN_DIR --to merged|gguf|ollama [--stage NAME] [--out DIR]
     smoltrain presets
     smoltrain demo
 
@@ -54,6 +56,31 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("run_dir", help="the run's folder, e.g. runs/demo-sft-20260101-120000")
 
     sub.add_parser("presets", help="list the shipped presets", description="List the shipped presets.")
+
+    chat = sub.add_parser("chat", help="talk to a trained model (and its base, with --compare)",
+                          description="A terminal chat with a run's trained model, in its chat template, answers "
+                          "streamed as they are generated. In the chat, /help lists the commands (/temperature, "
+                          "/top_p, /max_new_tokens, /system, /reset, /compare, /quit).")  # fmt: skip
+    chat.add_argument("run_dir", help="the run's folder, e.g. runs/demo-sft-20260101-120000")
+    chat.add_argument("--stage", help="a pipeline stage's model instead of the last one (its [[stages]] name)")
+    chat.add_argument("--compare", action="store_true", help="answer each prompt with the base and the trained model, side by side")
+    chat.add_argument("--temperature", type=float, default=0.7, help="0 for greedy (default 0.7)")
+    chat.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling (default 0.9)")
+    chat.add_argument("--max-new-tokens", type=int, default=256, help="longest answer in tokens (default 256)")
+    chat.add_argument("--system", help="a system prompt for the conversation")
+
+    export = sub.add_parser("export", help="merge the adapter, or convert to GGUF or an Ollama model",
+                            description="Export a run's trained model: merged (a 16-bit copy of the base with the "
+                            "adapter merged in, safetensors), gguf (for llama.cpp, LM Studio) or ollama (a GGUF "
+                            "and a Modelfile with the chat template and stop tokens). Offline.")  # fmt: skip
+    export.add_argument("run_dir", help="the run's folder")
+    export.add_argument("--to", required=True, choices=("merged", "gguf", "ollama"), help="what to export")
+    export.add_argument("--stage", help="a pipeline stage's model instead of the last one")
+    export.add_argument("--out", help="where to write it (default: <run>/exports/<format>)")
+    export.add_argument("--quant", default="f16", metavar="TYPE",
+                        help="GGUF type: f16, bf16, q8_0, or a K-quant such as q4_k_m with llama.cpp's quantize tool (default f16)")  # fmt: skip
+    export.add_argument("--llama-cpp", metavar="DIR", help="your llama.cpp checkout: its convert_hf_to_gguf.py and "
+                        "llama-quantize are used instead of the bundled converter")  # fmt: skip
 
     for name, summary in (("estimate", "peak GPU memory of a preset, component by component"),
                           ("fit", "propose the batch shape that fits a GPU, as --set flags")):  # fmt: skip
@@ -162,6 +189,20 @@ def cmd_memory(command: str, preset: str, overrides: list[str], gpu_mem: float |
     return 0
 
 
+def cmd_chat(args: argparse.Namespace) -> int:
+    from smoltrain.engine.chat import chat_main
+
+    return chat_main(Path(args.run_dir), stage=args.stage, compare=args.compare, temperature=args.temperature,
+                     top_p=args.top_p, max_new_tokens=args.max_new_tokens, system=args.system)  # fmt: skip
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from smoltrain.engine.export import export_main
+
+    return export_main(Path(args.run_dir), to=args.to, stage=args.stage, out=Path(args.out) if args.out else None,
+                       quant=args.quant, llama_cpp=Path(args.llama_cpp) if args.llama_cpp else None)  # fmt: skip
+
+
 def cmd_presets() -> int:
     from smoltrain.config.presets import list_presets
 
@@ -195,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_memory(args.command, args.preset, args.overrides, args.gpu_mem, args.model_config)
         if args.command == "presets":
             return cmd_presets()
+        if args.command == "chat":
+            return cmd_chat(args)
+        if args.command == "export":
+            return cmd_export(args)
         if args.command == "demo":
             return cmd_demo(args.overrides, args.name)
         # No subcommand: the terminal app (imported here so `--help` and subcommands stay light).

@@ -108,9 +108,23 @@ class RunDir:
     def final(self) -> Path:
         return self.root / "final"
 
+    @property
+    def samples(self) -> Path:
+        """Before/after answers of each policy stage: samples/<stage>.json."""
+        return self.root / "samples"
+
+    @property
+    def exports(self) -> Path:
+        """Where `smoltrain export` writes by default: exports/<format>/."""
+        return self.root / "exports"
+
     def stage(self, name: str | None) -> StagePaths:
         """A pipeline stage's folder (`stages/<name>/`), or the run folder for a single-stage run (None)."""
         return StagePaths(self.root / "stages" / name if name else self.root)
+
+    def result(self, stage: str | None = None) -> Path:
+        """The trained adapter of a pipeline stage (by its name), or of the run (its last stage)."""
+        return self.stage(stage).final if stage else self.final
 
     def stage_folders(self) -> list[StagePaths]:
         """Every stage folder there is: the run folder itself, then each pipeline stage's."""
