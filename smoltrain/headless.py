@@ -36,6 +36,7 @@ from smoltrain.errors import BUG_EXIT_CODE, USER_ERROR_EXIT_CODE
 from smoltrain.runstate import RunState, format_duration
 
 BAR_WIDTH = 24
+BEFORE_AFTER_SHOWN = 2  # pairs of a stage's before/after answers printed; samples/<stage>.json has them all
 PLAIN_LINE_EVERY_S = 5.0
 # Logged with every evaluation but not about the model's quality.
 _EVAL_BOOKKEEPING = {"runtime", "samples_per_second", "steps_per_second", "epoch", "num_tokens", "num_input_tokens_seen"}
@@ -92,7 +93,16 @@ class Printer:
             self._failed(event)
 
     def _sample(self, event: Sample) -> None:
-        """Best and worst completions, about ten times a stage: every step would drown the log."""
+        """Best and worst completions, about ten times a stage: every step would drown the log. Of a stage's
+        before/after answers, the first two pairs."""
+        if event.label in ("before", "after"):
+            pairs = self.state.comparisons.get(event.stage, [])
+            if event.label == "after" and pairs and len(pairs) <= BEFORE_AFTER_SHOWN:
+                prompt, before, after = pairs[-1]
+                self.line(f"before/after @ step {event.step}: {prompt[:100]!r}")
+                self.line(f"  before: {before[:160]!r}")
+                self.line(f"  after:  {after[:160]!r}")
+            return
         if self._sample_step is not None and event.step != self._sample_step and event.step - self._sample_step < self._sample_every:
             return
         self._sample_step = event.step

@@ -53,11 +53,14 @@ class RunState:
     series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     samples: deque[Sample] = field(default_factory=lambda: deque(maxlen=SAMPLES_KEPT))
     checkpoints: list[str] = field(default_factory=list)
+    # Each policy stage's held-out prompts answered before and after it: stage -> [(prompt, before, after)].
+    comparisons: dict[int, list[tuple[str, str, str]]] = field(default_factory=dict)
     finished: RunFinished | None = None
     failed: RunFailed | None = None
     _offset: int = 0  # global step where the current stage began
     _stage_clock: tuple[float, int] | None = None  # (time, step) of the stage's first metrics event
     _last_time: float = 0.0  # the latest metrics event's time
+    _before: dict[int, Sample] = field(default_factory=dict)  # a "before" answer waiting for its "after"
 
     @property
     def ended(self) -> bool:
@@ -78,7 +81,7 @@ class RunState:
             for key, value in event.values.items():
                 self._add(f"eval:{key}", event.step, value)
         elif isinstance(event, Sample):
-            self.samples.append(event)
+            self._sample(event)
         elif isinstance(event, Checkpoint):
             self.checkpoints.append(event.path)
         elif isinstance(event, StageFinished):
@@ -87,6 +90,14 @@ class RunState:
             self.finished = event
         elif isinstance(event, RunFailed):
             self.failed = event
+
+    def _sample(self, event: Sample) -> None:
+        if event.label == "before":
+            self._before[event.stage] = event
+        elif event.label == "after" and (before := self._before.pop(event.stage, None)) is not None:
+            self.comparisons.setdefault(event.stage, []).append((event.prompt, before.completion, event.completion))
+        else:
+            self.samples.append(event)
 
     def _global(self, step: int) -> int:
         return self._offset + step

@@ -130,6 +130,11 @@ class TrainSection(Section):
     eval_steps: int = Field(50, ge=1, description="Evaluate on the held-out split every this many steps.")
     save_steps: int = Field(100, ge=1, description="Save a resumable checkpoint every this many steps.")
     save_total_limit: int = Field(2, ge=1, description="Keep at most this many checkpoints on disk.")
+    compare_prompts: int = Field(
+        3, ge=0, le=20,
+        description="At the end of each SFT, DPO or GRPO stage, this many held-out prompts are answered by the stage's "
+        "starting model and by the trained one (greedy), kept in samples/<stage>.json and shown side by side. 0: off.",
+    )  # fmt: skip
     auto_fit: bool = Field(
         False,
         description="On running out of GPU memory, retry with half the micro_batch_size and twice the grad_accum "

@@ -39,12 +39,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from smoltrain.config.load import stage_configs
 from smoltrain.config.schema import RunConfig
-from smoltrain.engine import preflight
+from smoltrain.engine import preflight, samples
 from smoltrain.engine.callbacks import EventCallback
 from smoltrain.engine.checkpoints import (
     mark_stage_done,
@@ -80,6 +81,7 @@ class StageJob:
     """One stage to train, and what it reports to: the run loop's one argument to `_run_stage`."""
 
     index: int
+    name: str  # the stage's name ([[stages]] name; the technique for a single-stage run)
     cfg: RunConfig  # the stage's own config, its model the current policy
     data: PreparedData
     paths: StagePaths  # its checkpoints/, final/, merged/, stage-done.json, fit.json
@@ -133,8 +135,8 @@ def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag, resume: bool 
             result = StageResult(final_dir=paths.final, step=done_step, completed=True)
         else:
             stage_cfg = stage_cfg.model_copy(update={"model": stage_cfg.model.model_copy(update={"name_or_path": policy})})
-            job = StageJob(index, stage_cfg, data, paths, run, emit, stop, resume, partial(_resolve_model, finished),
-                           run_started=run_started)  # fmt: skip
+            job = StageJob(index, name, stage_cfg, data, paths, run, emit, stop, resume,
+                           partial(_resolve_model, finished), run_started=run_started)  # fmt: skip
             result = _run_stage_fitting(job)
             run_started = None
             if not result.completed:
@@ -273,10 +275,23 @@ def _run_stage(job: StageJob) -> StageResult:
     loaded.tokenizer.save_pretrained(str(job.paths.final))
     step = trainer.state.global_step
     completed = step >= trainer.state.max_steps
+    if completed and technique.FACTS.policy and cfg.train.compare_prompts:
+        _before_and_after(job, trainer.model, loaded.tokenizer, step)
     emit(StageFinished(stage=job.index, technique=cfg.train.technique, step=step, output_dir=str(job.paths.final)))
     del trainer, loaded
     _release_memory()
     return StageResult(final_dir=job.paths.final, step=step, completed=completed)
+
+
+def _before_and_after(job: StageJob, model: torch.nn.Module, tokenizer: Any, step: int) -> None:
+    """What the stage changed, in answers (engine/samples.py): its starting model's and its own."""
+    cfg = job.cfg
+    prompts = samples.held_out_prompts(job.data, cfg.train.compare_prompts)
+    if not prompts:
+        return
+    longest = cfg.grpo.max_completion_length if cfg.train.technique == "grpo" else min(96, cfg.train.max_length)
+    pairs = samples.before_and_after(model, tokenizer, prompts, max_new_tokens=longest)
+    samples.record(pairs, job.run.samples / f"{job.name}.json", job.emit, stage=job.index, step=step)
 
 
 def _finish_from_checkpoint(job: StageJob, checkpoint: Path) -> StageResult:

@@ -78,3 +78,20 @@ def test_a_whole_pipeline_trains_on_families_that_handle_system_turns_differentl
     merged = run.run_dir / "stages" / "sft" / "merged"
     assert (merged / "tokenizer_config.json").exists()
     assert run.of_type("stage_started")[2].model == str(merged)
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_answers_stop_at_each_familys_end_of_turn(family_model, name):
+    """Generation for people (chat, before/after, Try it) stops where the family's template ends a turn,
+    and asks in the family's own template: the prompt ends with its assistant header."""
+    from transformers import AutoTokenizer
+
+    from smoltrain.engine.generate import prompt_ids, stop_token_ids
+
+    family = FAMILIES[name]
+    tokenizer = AutoTokenizer.from_pretrained(family_model(name))
+    stops = tokenizer.convert_ids_to_tokens(stop_token_ids(tokenizer))
+    assert family.end_of_turn in stops and tokenizer.eos_token in stops
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
+    asked = tokenizer.decode(prompt_ids(tokenizer, [{"role": "user", "content": "Hi"}]))
+    assert asked.replace(" ", "") == rendered.replace(" ", ""), (asked, rendered)  # SentencePiece spaces aside

@@ -41,3 +41,11 @@ def test_demo_pipeline_chains_stages(tmp_path):
     grpo_metrics = [m.values for m in run.of_type("metrics") if m.stage == 3 and "reward" in m.values]
     assert "rewards/reward_model/mean" in grpo_metrics[-1] and "rewards/math_answer/mean" in grpo_metrics[-1]
     assert run.of_type("run_finished")[0].status == "completed"
+
+    # Before and after, for every policy stage (not the reward model): held-out prompts, greedy answers.
+    for index, name in ((0, "sft"), (2, "dpo"), (3, "grpo")):
+        pairs = json.loads((run.run_dir / "samples" / f"{name}.json").read_text())
+        assert len(pairs) == 3 and all(p["prompt"] and isinstance(p["before"], str) for p in pairs)
+        labels = [s.label for s in run.of_type("sample") if s.stage == index and s.label in ("before", "after")]
+        assert labels == ["before", "after"] * 3
+    assert not (run.run_dir / "samples" / "reward.json").exists()

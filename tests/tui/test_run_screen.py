@@ -3,6 +3,8 @@ progress, warnings and the end of the run update as lines arrive."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from textual.widgets import ProgressBar, Static, TabbedContent
 
@@ -89,3 +91,56 @@ async def test_save_now_writes_the_request_file(workdir):
         await pilot.press("s")
         assert (run_dir / "control" / "save_now").exists()
     lock.release()
+
+
+FAKE_SERVER = r'''
+import json, sys
+print(json.dumps({"ready": True, "model": "tiny + adapter", "device": "cpu"}), flush=True)
+for line in sys.stdin:
+    ask = json.loads(line)
+    answers = {"base": "I do not know " + ask["prompt"], "tuned": "The glim."}
+    for which, text in answers.items():
+        for piece in text.split(" "):
+            print(json.dumps({"id": ask["id"], "which": which, "text": piece + " "}), flush=True)
+    print(json.dumps({"id": ask["id"], "done": True, **answers}), flush=True)
+'''
+
+
+async def test_result_shows_before_and_after_and_try_it_asks_both_models(workdir, monkeypatch):
+    """The Result tab lays each policy stage's before/after answers side by side; "Try it" sends a typed
+    prompt to the generation process and shows both answers (the process is a stand-in speaking the
+    chat server's protocol: the real one is tested in tests/engine/test_chat.py)."""
+    from smoltrain.engine.events import Sample
+    from smoltrain.tui.widgets.try_it import TryIt
+
+    run_dir = install_run(workdir / "runs", "grpo-pipeline")
+    pairs = [("Who is the friend of the quax?", "A quax is a quax.", "The glim."), ("What do drakes eat?", "Drakes.", "Moonbeams.")]
+    with (run_dir / "events.jsonl").open("a") as f:
+        for prompt, before, after in pairs:
+            f.write(Sample(step=60, stage=0, prompt=prompt, completion=before, label="before").to_json() + "\n")
+            f.write(Sample(step=60, stage=0, prompt=prompt, completion=after, label="after").to_json() + "\n")
+    server = workdir / "fake_server.py"
+    server.write_text(FAKE_SERVER)
+    monkeypatch.setattr(TryIt, "server_command", lambda self: [sys.executable, str(server)])
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.open_run(run_dir)
+        await pilot.pause(2 * POLL_S)
+        screen = app.screen
+        assert screen.state.comparisons[0] == pairs[0:1] + pairs[1:2]
+        await pilot.press("4")
+        table = screen.query_one("#result-compare", Static).content
+        assert [c.header for c in table.columns] == ["prompt", "before (the stage's starting model)", "after (trained)"]
+        assert [list(c.cells) for c in table.columns] == [["[sft] " + p for p, _, _ in pairs],
+                                                          [b for _, b, _ in pairs], [a for _, _, a in pairs]]  # fmt: skip
+
+        await pilot.press("5")
+        await pilot.click("#try-prompt")
+        await pilot.press(*"hello there", "enter")
+        for _ in range(50):
+            await pilot.pause(0.1)
+            if screen.try_it.answers["tuned"] == "The glim.":
+                break
+        assert screen.try_it.answers == {"base": "I do not know hello there", "tuned": "The glim."}
+        tuned = str(screen.query_one("#try-tuned", Static).render())
+        assert "The glim." in tuned and "hello there" in tuned

@@ -1,7 +1,9 @@
 """The run screen: one run, live from its events (or as it stands, for a past run).
 
 A timer reads what the worker appended to events.jsonl every POLL_S seconds, feeds a RunState and
-redraws the progress line, the plots, the GRPO samples and the log (the headless printer's own
+redraws the progress line, the plots, the GRPO samples and the log; the Result tab adds each policy
+stage's before/after answers side by side and the exports, and "Try it" asks the trained model and its
+starting model a prompt of the user's (widgets/try_it.py; generation in a child process) (the headless printer's own
 lines, so both front ends word things the same). Keys: save a checkpoint now, stop and save (after a
 confirm), back to home; leaving never stops the run, and the app asks before quitting over one.
 
@@ -15,6 +17,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -39,7 +42,9 @@ from smoltrain.runstate import RunState, format_duration
 from smoltrain.tui.runs import display_path
 from smoltrain.tui.screens.dialogs import ChoiceDialog
 from smoltrain.tui.series import panels
+from smoltrain.tui.widgets.export_pane import ExportPane
 from smoltrain.tui.widgets.plots import PlotGrid
+from smoltrain.tui.widgets.try_it import TryIt
 
 POLL_S = 0.2  # events reach the plots within this plus one redraw
 _INTERRUPTED = "WorkerDied"  # the RunFailed the screen makes up for a worker that died without an end event
@@ -77,6 +82,20 @@ def _sample_text(sample: Sample) -> Text:
     return text
 
 
+def _comparison_table(state: RunState) -> Table:
+    """Each policy stage's held-out prompts: the starting model's answer and the trained one's, side by side."""
+    table = Table(title="Before and after training (greedy answers to held-out prompts)", expand=True,
+                  show_lines=True, title_justify="left")  # fmt: skip
+    table.add_column("prompt", ratio=2, style="dim")
+    table.add_column("before (the stage's starting model)", ratio=3)
+    table.add_column("after (trained)", ratio=3, style="green")
+    for stage, pairs in sorted(state.comparisons.items()):
+        name = state.stages[stage] if stage < len(state.stages) and len(state.stages) > 1 else ""
+        for prompt, before, after in pairs:
+            table.add_row(f"[{name}] {prompt}" if name else prompt, before, after)
+    return table
+
+
 class RunScreen(Screen[None]):
     BINDINGS = [
         Binding("s", "save_now", "Save checkpoint"),
@@ -87,6 +106,7 @@ class RunScreen(Screen[None]):
         Binding("2", "tab('samples')", "Samples", show=False),
         Binding("3", "tab('log')", "Log", show=False),
         Binding("4", "tab('result')", "Result", show=False),
+        Binding("5", "tab('try')", "Try it", show=False),
     ]
 
     def __init__(self, run_dir: Path, handle: runner.RunHandle | None = None) -> None:
@@ -98,6 +118,7 @@ class RunScreen(Screen[None]):
         self._samples_shown = 0
         self._printer: Printer | None = None
         self._live = False  # past the first read: an end event now is news, not history
+        self.try_it = TryIt(run_dir, id="try-it")
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -113,8 +134,12 @@ class RunScreen(Screen[None]):
                     yield Static("GRPO runs show their best and worst completions here.", id="samples-text")
             with TabPane("Log [3]", id="log"):
                 yield RichLog(id="log-pane", wrap=True, markup=False)
-            with TabPane("Result [4]", id="result"):
+            with TabPane("Result [4]", id="result"), VerticalScroll():
                 yield Static("The run is not finished yet.", id="result-text")
+                yield Static("", id="result-compare")
+                yield ExportPane(self.run_dir, id="exports")
+            with TabPane("Try it [5]", id="try"):
+                yield self.try_it
         yield Footer()
 
     def on_mount(self) -> None:
@@ -219,6 +244,8 @@ class RunScreen(Screen[None]):
                 lines.append(f"Carry on later:  smoltrain resume {self.run_dir}")
             lines += [f"Run it again:  smoltrain run {RunDir(self.run_dir).config}", "", state.next_step()]
         self.query_one("#result-text", Static).update("\n".join(lines))
+        if state.comparisons:
+            self.query_one("#result-compare", Static).update(_comparison_table(state))
         if not self._live:
             return  # a past run opens on its curves
         self.query_one(TabbedContent).active = "result"
@@ -287,4 +314,8 @@ class RunScreen(Screen[None]):
     def action_leave(self) -> None:
         if not self.state.ended and self.handle is not None:
             self.notify(f"{self.run_dir.name} keeps training; open it again from the runs list.", title="still training")
+        self.try_it.stop_server()
         self.app.pop_screen()
+
+    def on_unmount(self) -> None:
+        self.try_it.stop_server()
