@@ -138,8 +138,12 @@ class Printer:
             return
         self.line(f"done: {event.step} steps in {took}")
         if event.final_dir:
+            run = Path(event.final_dir).parent
             self.line(f"  adapter and tokenizer: {event.final_dir}")
             self.line(f"  load it with peft.{self.state.auto_class()}.from_pretrained(<that folder>)")
+            if self.state.technique != "reward":
+                self.line(f"  talk to it: smoltrain chat {run} --compare")
+            self.line(f"  export it:  smoltrain export {run} --to merged|gguf|ollama")
 
     def _failed(self, event: RunFailed) -> None:
         if event.user_error:

@@ -1,7 +1,8 @@
 """Take the README's screenshots of the terminal app (SVG, into assets/screenshots/).
 
     smoltrain demo                                    # once, in some folder: makes runs/demo-<time>
-    python assets/build/screenshots.py runs/demo-<time>
+    smoltrain run demo-sft                            # and an SFT run, for the Result tab's before/after
+    python assets/build/screenshots.py runs/demo-<time> [runs/demo-sft-<time>]
 
 Run it from the folder that holds `runs/`: the home screen lists those runs. It walks the wizard
 (demo model, SFT, the demo chats with their preview, settings, review) and opens the given run's
@@ -51,8 +52,21 @@ async def take(run_dir: Path) -> None:
         app.save_screenshot("run-samples.svg", str(OUT))
 
 
+async def take_result(run_dir: Path) -> None:
+    """A finished SFT run's Result tab: its before/after answers side by side, and the exports."""
+    app = SmoltrainApp(runs_dir=str(run_dir.parent))
+    async with app.run_test(size=(110, 40)) as pilot:
+        app.open_run(run_dir)
+        await pilot.pause(1)
+        await pilot.press("4")
+        await pilot.pause(0.5)
+        app.save_screenshot("run-result.svg", str(OUT))
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2 or not (Path(sys.argv[1]) / "events.jsonl").exists():
+    if len(sys.argv) not in (2, 3) or not all((Path(a) / "events.jsonl").exists() for a in sys.argv[1:]):
         sys.exit(__doc__)
     asyncio.run(take(Path(sys.argv[1]).resolve()))
+    if len(sys.argv) == 3:
+        asyncio.run(take_result(Path(sys.argv[2]).resolve()))
     print(f"screenshots in {OUT}")

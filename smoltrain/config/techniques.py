@@ -33,8 +33,9 @@ class TechniqueFacts:
 FACTS: dict[str, TechniqueFacts] = {
     "sft": TechniqueFacts(
         "sft", policy=True, model_class="causal_lm", headline=("loss",),
-        next_step="Next: check a few answers, then align it with DPO (preference pairs) or GRPO (checkable "
-        "rewards): New run, with this run's merged model or a pipeline preset such as presets/demo.toml.",
+        next_step="Next: read the answers below and try your own (Try it, or smoltrain chat RUN --compare); then "
+        "align it with DPO (preference pairs) or GRPO (checkable rewards) in a pipeline such as presets/demo.toml, "
+        "or export it below.",
     ),
     "reward": TechniqueFacts(
         "reward", policy=False, model_class="sequence_classification", headline=("accuracy", "loss"),
