@@ -143,7 +143,8 @@ class Printer:
             self.line(f"  load it with peft.{self.state.auto_class()}.from_pretrained(<that folder>)")
             if self.state.technique != "reward":
                 self.line(f"  talk to it: smoltrain chat {run} --compare")
-            self.line(f"  export it:  smoltrain export {run} --to merged|gguf|ollama")
+            formats = "merged" if self.state.technique == "reward" else "merged|gguf|ollama"
+            self.line(f"  export it:  smoltrain export {run} --to {formats}")
 
     def _failed(self, event: RunFailed) -> None:
         if event.user_error:

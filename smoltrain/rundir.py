@@ -115,8 +115,11 @@ class RunDir:
 
     @property
     def exports(self) -> Path:
-        """Where `smoltrain export` writes by default: exports/<format>/."""
         return self.root / "exports"
+
+    def export_dir(self, fmt: str, stage: str | None = None) -> Path:
+        """Where `smoltrain export` writes by default: exports/<format>/, or exports/<stage>/<format>/."""
+        return self.exports / stage / fmt if stage else self.exports / fmt
 
     def stage(self, name: str | None) -> StagePaths:
         """A pipeline stage's folder (`stages/<name>/`), or the run folder for a single-stage run (None)."""

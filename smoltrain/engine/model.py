@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,22 +279,111 @@ def _load_with_unsloth(cfg: RunConfig, dtype: torch.dtype) -> LoadedModel:  # pr
     return LoadedModel(model=model, tokenizer=tokenizer, device="cuda", dtype=dtype, backend="unsloth", active=active)
 
 
-def merge_adapter(cfg: RunConfig, adapter_dir: Path, out_dir: Path) -> Path:
-    """Fold a trained LoRA adapter into a 16-bit copy of its base, for the next pipeline stage.
+def merge_adapter(cfg: RunConfig, adapter_dir: Path, out_dir: Path, *, dtype: torch.dtype | None = None) -> Path:
+    """Fold a trained LoRA adapter into a 16-bit copy of its base (cfg.model.name_or_path): for the next
+    pipeline stage, and for `smoltrain export`. A full fine-tune's folder (no adapter_config.json) is
+    its own base and is saved as it is.
 
     Merging into 4-bit weights would round the update away, so the base is loaded unquantized on
-    the CPU (the GPU still holds nothing from the finished stage only after its trainer is freed)."""
+    the CPU (the GPU still holds nothing from the finished stage only after its trainer is freed), in
+    `dtype` or `merge_dtype`'s choice. A reward model stays a sequence classifier with its trained
+    score head. Beside the safetensors go the trained tokenizer and its chat template, the base's
+    SentencePiece tokenizer.model where it has one (llama.cpp's converter reads it), and, for a
+    causal LM, a generation_config whose eos_token_id includes the template's end-of-turn token, so
+    transformers and vLLM stop where the trained answers did."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
 
-    base = AutoModelForCausalLM.from_pretrained(
-        cfg.model.name_or_path, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code,
-        dtype="auto", use_safetensors=True, device_map={"": "cpu"},
-    )  # fmt: skip
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    merged.save_pretrained(str(out_dir), safe_serialization=True)
-    AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(str(out_dir))
+    full_model = not (adapter_dir / "adapter_config.json").is_file()
+    source = str(adapter_dir) if full_model else cfg.model.name_or_path
+    revision = None if full_model else cfg.model.revision
+    if dtype is None:
+        dtype = merge_dtype(cfg, load_base_config(source, revision, cfg.model.trust_remote_code, "the base model"))[0]
+    tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
+    kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": cfg.model.trust_remote_code, "dtype": dtype,
+                              "use_safetensors": True, "device_map": {"": "cpu"}}  # fmt: skip
+    scores = facts(cfg.train.technique).model_class == "sequence_classification"
+    if scores:
+        kwargs.update(num_labels=1, pad_token_id=tokenizer.pad_token_id)
+    auto_class = AutoModelForSequenceClassification if scores else AutoModelForCausalLM
+    with warnings.catch_warnings(), hub_offline_context(source):
+        warnings.simplefilter("ignore", FutureWarning)
+        model = auto_class.from_pretrained(source, **kwargs)
+        if not full_model:
+            model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    if not scores:
+        _add_stop_tokens(model.generation_config, tokenizer)
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(out_dir))
+    spm = _base_file(source, "tokenizer.model", revision)
+    if spm is not None and not (out_dir / "tokenizer.model").exists():
+        shutil.copyfile(spm, out_dir / "tokenizer.model")
     return out_dir
+
+
+def merge_dtype(cfg: RunConfig, base_config: Any) -> tuple[torch.dtype, str]:
+    """The dtype of a merged copy, and why: the run's 16-bit model.dtype, else the base's own dtype
+    (float32 stays float32 only for a float32 base, such as the bundled demo model)."""
+    if cfg.model.dtype in ("bfloat16", "float16"):
+        return DTYPES[cfg.model.dtype], f"model.dtype = {cfg.model.dtype}"
+    own = getattr(base_config, "dtype", None) or getattr(base_config, "torch_dtype", None)
+    own = DTYPES.get(own, None) if isinstance(own, str) else own
+    if own in (torch.bfloat16, torch.float16):
+        return own, "the base model's own dtype"
+    if own == torch.float32:
+        return torch.float32, "the base model is float32, so the merge is too"
+    return torch.bfloat16, "the base model's config names no dtype"
+
+
+def load_base_config(name: str, revision: str | None, trust_remote_code: bool, what: str) -> Any:
+    """The config of the model `name` (a folder or a hub id), without its weights; offline when the hub
+    cannot be reached, so a model missing from the cache fails in seconds. ModelError naming `what`."""
+    from transformers import AutoConfig
+
+    if looks_like_path(name) and not is_local(name):
+        raise ModelError(f"{what} {name!r}: no such folder",
+                         hint="was the run or its model moved? give the model back its path, or export on the machine that trained it")  # fmt: skip
+    if is_local(name) and not (Path(name).expanduser() / "config.json").is_file():
+        raise ModelError(f"{what} {name!r}: no config.json there, so not a model folder",
+                         hint="the folder needs the model as save_pretrained writes it")  # fmt: skip
+    try:
+        with warnings.catch_warnings(), hub_offline_context(name):
+            warnings.simplefilter("ignore", FutureWarning)
+            return AutoConfig.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        if hub_unreachable(name):
+            raise ModelError(f"{what} {name!r} is not in the local Hugging Face cache, and the hub cannot be reached",
+                             hint=f"connect to the network once to download it into the cache (`hf download {name}`), then try again",
+                             needs_network=True) from None  # fmt: skip
+        raise ModelError(f"{what} {name!r}: cannot load its config ({_first_line(exc)})",
+                         hint="check the model id and your network") from None  # fmt: skip
+
+
+def _add_stop_tokens(generation_config: Any, tokenizer: Any) -> None:
+    from smoltrain.engine.generate import stop_token_ids
+
+    eos = generation_config.eos_token_id
+    stops = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    stops += [i for i in stop_token_ids(tokenizer) if i not in stops]
+    if stops:
+        generation_config.eos_token_id = stops[0] if len(stops) == 1 else stops
+    if generation_config.pad_token_id is None and tokenizer.pad_token_id is not None:
+        generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+def _base_file(name: str, filename: str, revision: str | None) -> Path | None:
+    """`filename` of the model `name`: in its folder, or in the Hugging Face cache (never downloaded)."""
+    if is_local(name):
+        path = Path(name).expanduser() / filename
+        return path if path.is_file() else None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(name, filename, revision=revision)
+    return Path(cached) if isinstance(cached, str) else None
 
 
 def _not_found(name: str, exc: Exception) -> ModelError:
