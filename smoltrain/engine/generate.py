@@ -58,7 +58,10 @@ def stop_token_ids(tokenizer: Any) -> list[int]:
 
 
 class _Stream:
-    """transformers' streamer protocol (put/end), decoding the new tokens so far and passing on what is new."""
+    """transformers' streamer protocol (put/end), decoding the new tokens so far and passing on what is new.
+
+    The pieces join up to the answer `generate` returns: leading whitespace is dropped and trailing
+    whitespace held back until more text follows it (the answer is stripped)."""
 
     def __init__(self, tokenizer: Any, on_text: Callable[[str], None], skip: int) -> None:
         self.tokenizer, self.on_text, self._skip = tokenizer, on_text, skip
@@ -72,13 +75,16 @@ class _Stream:
             return
         self._ids.extend(ids)
         text = self.tokenizer.decode(self._ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):
-            return  # half of a multi-byte character: wait for the rest
-        self.on_text(text[len(self._said) :])
-        self._said = text
+        if not text.endswith("\ufffd"):  # else half of a multi-byte character: wait for the rest
+            self._say(text.strip())
 
     def end(self) -> None:
-        pass
+        self._say(self.tokenizer.decode(self._ids, skip_special_tokens=True).strip())
+
+    def _say(self, text: str) -> None:
+        if len(text) > len(self._said):
+            self.on_text(text[len(self._said) :])
+            self._said = text
 
 
 @torch.no_grad()

@@ -1,0 +1,588 @@
+"""`smoltrain chat RUN_DIR`: talk to a run's trained model in the terminal, and the loading that the
+app's chat server (chat_server.py) shares.
+
+    smoltrain chat runs/demo-sft-20260101-120000 [--stage NAME] [--compare] [--temperature 0]
+
+Loading: `find_model` reads the run folder only (no torch, so a wrong folder fails in a blink): the
+trained adapter is `RunDir.result(stage)`, its base is adapter_config.json's `base_model_name_or_path`
+(for a later pipeline stage, the previous stage's merged/ in this run, found again if the run folder
+was moved). `load_model` loads the base once, in 4-bit as training did on CUDA with quantization.mode
+= "4bit", else in the config's dtype on CUDA and float32 on CPU (a CPU QLoRA run's adapter then
+meets unquantized weights: answers can differ a little from training's samples), and puts the PEFT
+adapter on it; "base" answers come from the same weights inside `model.disable_adapter()`. (A full
+fine-tune has no adapter: its final/ is the model, and --compare loads the base beside it, on first use.)
+
+The chat: a "you> " line, the answer streamed under its label ("tuned> ", or the stage's name), the
+conversation kept until /reset (its oldest exchanges forgotten once they no longer fit the model's
+context), settings as flags and as /commands (/help lists them). Ctrl-C stops
+an answer (that exchange is left out of the history), Ctrl-D or /quit leaves. With --compare each
+prompt is answered by the base and the tuned model, each in its own conversation. In a terminal at
+least COMPARE_MIN_WIDTH wide the two answers end up side by side: while they are generated (base
+first, then tuned) one status line shows the tail of the one being written, so nothing is printed
+twice, and the two columns follow. On a pipe or a narrow terminal they stream one after the other,
+each under its label. No tty: plain lines, the prompt echoed, no colors (nor with NO_COLOR).
+
+Runs in the CLI's process (and in the app's chat child, chat_server.py). Never imports textual; torch, transformers and peft only once a run
+folder has been checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import sys
+import textwrap
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import zip_longest
+from pathlib import Path
+from typing import Any, TextIO
+
+from smoltrain.config.load import load_config, stage_configs
+from smoltrain.config.schema import RunConfig
+from smoltrain.config.techniques import facts
+from smoltrain.errors import ConfigError, ModelError
+from smoltrain.rundir import RunDir, running_worker
+
+Turn = dict[str, str]
+COMPARE_MIN_WIDTH = 72  # two columns of 34: narrower, the answers come one after the other
+
+
+# --- which model: the run folder only ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChatTarget:
+    """What a chat loads, found from the run folder without the ML stack."""
+
+    cfg: RunConfig  # the stage's config: quantization, dtype, trust_remote_code
+    final: Path  # the trained adapter (or, for a full fine-tune, the whole model)
+    base: str  # the model the stage started from: what "base" answers come from
+    label: str  # "tuned", or the stage's name
+
+    @property
+    def is_adapter(self) -> bool:
+        return (self.final / "adapter_config.json").is_file()
+
+    @property
+    def description(self) -> str:
+        return f"{self.base} + {self.final}" if self.is_adapter else f"{self.final} (a full fine-tune of {self.base})"
+
+
+def find_model(run_dir: Path, stage: str | None = None) -> ChatTarget:
+    """The trained model of a run (or of one pipeline stage) and its base; a user error if there is none."""
+    run = RunDir(run_dir)
+    if not run.is_run():
+        raise _not_a_run(run_dir)
+    cfg = load_config(run.config)
+    stages = stage_configs(cfg, str(run.config))
+    names = [name for name, _ in stages]
+    pipeline = bool(cfg.stages)
+    if stage is not None and not pipeline and stage != names[0]:
+        raise ConfigError(f"--stage {stage}: {run_dir} is a single-stage run ({names[0]}), not a pipeline",
+                          hint="leave --stage out")  # fmt: skip
+    if stage is not None and stage not in names:
+        raise ConfigError(f"--stage {stage}: {run_dir} has no stage of that name", hint=f"its stages: {', '.join(names)}")
+    index = names.index(stage) if stage is not None and pipeline else len(stages) - 1
+    name, stage_cfg = stages[index]
+    policies = [n for n, c in stages if facts(c.train.technique).policy]
+    if not facts(stage_cfg.train.technique).policy:
+        where = f"stage {name} of {run_dir}" if pipeline else str(run_dir)
+        hint = (f"chat with a policy stage instead: --stage {policies[-1]}" if policies
+                else "use it to score answers: as a GRPO reward (reward_model, with this run's folder)")  # fmt: skip
+        raise ModelError(f"{where} trained a reward model: it scores answers and does not chat", hint=hint)
+    final = run.result(stage if pipeline else None)
+    if not (final / "adapter_config.json").is_file() and not (final / "config.json").is_file():
+        raise _nothing_trained(run, final, [n for n in policies if run.stage(n).final.is_dir()] if pipeline else [])
+    base = _recorded_base(final, run) or _starting_model(run, stages, index)
+    return ChatTarget(stage_cfg, final, base, label=stage if stage and pipeline else "tuned")
+
+
+def _not_a_run(run_dir: Path) -> ConfigError:
+    if not run_dir.exists():
+        return ConfigError(f"{run_dir}: no such folder", hint="give a run's folder, e.g. runs/<name> (ls runs)")
+    # A run's final/ (or a stage's) given for the run: its run folder is a level or three up.
+    for up in (run_dir.parent, run_dir.parent.parent.parent):
+        if RunDir(up).is_run():
+            return ConfigError(f"{run_dir}: not a run folder (no config.toml), but inside the run {up}",
+                               hint=f"give the run's folder: smoltrain chat {up}")  # fmt: skip
+    return ConfigError(f"{run_dir}: not a run folder (no config.toml)",
+                       hint="give the folder a run writes, e.g. runs/<name> (ls runs)")  # fmt: skip
+
+
+def _nothing_trained(run: RunDir, final: Path, finished: list[str]) -> ModelError:
+    pid = running_worker(run.root)
+    if pid is not None:
+        return ModelError(f"{run.root} is still training (worker pid {pid}): no trained model in {final} yet",
+                          hint="chat when it has finished; final/ is written at its end")  # fmt: skip
+    hint = f"continue the run with: smoltrain resume {run.root}"
+    if finished:
+        hint += f"; or chat with a finished stage: --stage {finished[-1]}"
+    return ModelError(f"{run.root}: no trained model ({final} is missing): the run stopped before it saved one", hint=hint)
+
+
+def _recorded_base(final: Path, run: RunDir) -> str:
+    """adapter_config.json's base; a merged/ of this run's stages found again if the run folder moved."""
+    try:
+        base = json.loads((final / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    if not isinstance(base, str):
+        return ""
+    parts = Path(base).parts
+    if not Path(base).exists() and len(parts) >= 3 and parts[-3] == "stages" and parts[-1] == "merged":
+        moved = run.stage(parts[-2]).merged
+        if moved.is_dir():
+            return str(moved)
+    return base
+
+
+def _starting_model(run: RunDir, stages: list[tuple[str, RunConfig]], index: int) -> str:
+    """What stage `index` started from: the merged result of the last policy stage before it, or the config's model."""
+    for name, cfg in reversed(stages[:index]):
+        if facts(cfg.train.technique).policy:
+            return str(run.stage(name).merged)
+    return stages[0][1].model.name_or_path
+
+
+# --- loading: one copy of the weights -------------------------------------------------------------
+
+
+@dataclass
+class ChatModel:
+    """A loaded chat: the tuned model, and its base (its adapter switched off) for --compare."""
+
+    target: ChatTarget
+    model: Any  # a peft.PeftModel (or a full fine-tune's model)
+    tokenizer: Any
+    device: str
+    load_base: Callable[[], Any] | None = None  # a full fine-tune's base, loaded on first use
+    _base: Any = None
+    _template: Any = field(default=None, repr=False)
+
+    @property
+    def has_template(self) -> bool:
+        from smoltrain.engine.data.chat_template import has_chat_template
+
+        return has_chat_template(self.tokenizer)
+
+    @property
+    def context_limit(self) -> int | None:
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        return limit if isinstance(limit, int) else None
+
+    def fit(self, turns: list[Turn]) -> list[Turn]:
+        """The turns as the chat template takes them (a system turn folded where it refuses one)."""
+        from smoltrain.engine.data.chat_template import ChatTemplate
+
+        self._template = self._template or ChatTemplate(self.tokenizer)
+        return self._template.fit(turns, generation_prompt=True)[0]
+
+    def answer(self, which: str, prompt: list[Turn] | str, settings: ChatSettings,
+               on_text: Callable[[str], None] | None = None) -> str:  # fmt: skip
+        """One answer by "base" or "tuned", streamed to `on_text`."""
+        from smoltrain.engine.generate import GenerationSettings, generate
+
+        # float(): transformers refuses an int temperature (a JSON request's 1), "strictly positive float"
+        gen = GenerationSettings(max_new_tokens=int(settings.max_new_tokens), temperature=float(settings.temperature),
+                                 top_p=float(settings.top_p))  # fmt: skip
+        if which == "tuned":
+            return generate(self.model, self.tokenizer, prompt, gen, on_text=on_text)
+        if self.load_base is None:
+            with self.model.disable_adapter():
+                return generate(self.model, self.tokenizer, prompt, gen, on_text=on_text)
+        self._base = self._base if self._base is not None else self.load_base()
+        return generate(self._base, self.tokenizer, prompt, gen, on_text=on_text)
+
+
+def load_model(target: ChatTarget) -> ChatModel:
+    """The tuned model on its base, as `target` says, with the base's tokenizer (what training used)."""
+    from smoltrain.engine.model import load_tokenizer, resolve_device
+
+    cfg = target.cfg
+    device = resolve_device()
+    same = target.base == cfg.model.name_or_path
+    section = cfg.model.model_copy(update={"name_or_path": target.base, "revision": cfg.model.revision if same else None})
+    try:
+        tokenizer = load_tokenizer(section)
+    except ModelError as exc:
+        raise ModelError(f"the base model of {target.final}: {exc.message}", hint=exc.hint,
+                         needs_network=exc.needs_network) from None  # fmt: skip
+    def load_base() -> Any:
+        with _quiet_libraries():
+            return _load_weights(target.base, cfg, device, section.revision)
+
+    if not target.is_adapter:
+        with _quiet_libraries():
+            model = _load_weights(str(target.final), cfg, device, revision=None)
+        return ChatModel(target, model, tokenizer, device, load_base=load_base)
+    with _quiet_libraries():
+        from peft import PeftModel
+
+        model = _load_weights(target.base, cfg, device, section.revision)
+        try:
+            model = PeftModel.from_pretrained(model, str(target.final))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{target.final}: cannot load the adapter ({_first_line(exc)})",
+                             hint="it may have been cut off while saving: smoltrain resume the run") from None  # fmt: skip
+    model.eval()
+    return ChatModel(target, model, tokenizer, device)
+
+
+def _load_weights(name: str, cfg: RunConfig, device: str, revision: str | None) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from smoltrain.engine.data.load import (
+        hub_offline_context,
+        hub_unreachable,
+        looks_like_path,
+    )
+    from smoltrain.engine.model import resolve_dtype
+
+    # CPU: float32 (half-precision matmuls there are slow and some ops missing; 4-bit is for memory).
+    dtype = resolve_dtype(cfg.model.dtype, device) if device == "cuda" else torch.float32
+    kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": cfg.model.trust_remote_code, "dtype": dtype,
+                              "device_map": {"": 0} if device == "cuda" else {"": "cpu"}}  # fmt: skip
+    if device == "cuda" and cfg.quantization.mode == "4bit":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=cfg.quantization.quant_type,
+            bnb_4bit_use_double_quant=cfg.quantization.double_quant, bnb_4bit_compute_dtype=dtype,
+        )  # fmt: skip
+    try:
+        with hub_offline_context(name):
+            return AutoModelForCausalLM.from_pretrained(name, **kwargs).eval()
+    except (OSError, ValueError) as exc:
+        if hub_unreachable(name) and not looks_like_path(name):
+            raise ModelError(f"{name}: its weights are not in the local Hugging Face cache, and the hub cannot be reached",
+                             hint="connect to the network once to download them (`hf download ID`)", needs_network=True) from None  # fmt: skip
+        raise ModelError(f"{name}: cannot load the model ({_first_line(exc)})",
+                         hint="the folder needs a whole model as save_pretrained writes it") from None  # fmt: skip
+
+
+@contextlib.contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """Loading prints progress bars and deprecation notes meant for library developers: keep the chat clean."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    levels = {name: logging.getLogger(name).level for name in ("transformers", "peft", "bitsandbytes")}
+    for name in levels:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+
+
+# --- settings and the conversation -----------------------------------------------------------------
+
+
+@dataclass
+class ChatSettings:
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 256
+    system: str | None = None
+    compare: bool = False
+
+    def check(self, flags: bool = True) -> None:
+        """ConfigError naming the setting (as a flag, or as a chat command) that is out of range."""
+        name = (lambda n: f"--{n.replace('_', '-')}") if flags else (lambda n: f"/{n}")
+        if not self.temperature >= 0:
+            raise ConfigError(f"{name('temperature')} {self.temperature:g}: must be 0 or more", hint="0 answers greedily")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"{name('top_p')} {self.top_p:g}: must be above 0 and at most 1", hint="0.9 is usual")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"{name('max_new_tokens')} {self.max_new_tokens}: must be 1 or more", hint="256 is usual")
+
+    def describe(self) -> str:
+        said = f"temperature {self.temperature:g}, top_p {self.top_p:g}, max_new_tokens {self.max_new_tokens}"
+        return said + (f", system {self.system!r}" if self.system else "") + (", compare on" if self.compare else "")
+
+
+class Conversation:
+    """Each model's turns so far (base and tuned keep their own), and the prompt for the next answer."""
+
+    def __init__(self, chat: ChatModel, settings: ChatSettings) -> None:
+        self.chat, self.settings = chat, settings
+        self.history: dict[str, list[Turn]] = {"base": [], "tuned": []}
+        self.forgotten = 0
+
+    def prompt(self, which: str, text: str) -> list[Turn] | str:
+        """The turns to answer; a model without a chat template gets the text alone (it has no turns).
+        The oldest exchanges are forgotten (counted in `forgotten`) once the prompt and the longest
+        answer would not fit the model's context."""
+        if not self.chat.has_template:
+            return text
+        from smoltrain.engine.generate import prompt_ids
+
+        system = [{"role": "system", "content": self.settings.system}] if self.settings.system else []
+        while True:
+            turns = self.chat.fit([*system, *self.history[which], {"role": "user", "content": text}])
+            limit = self.chat.context_limit
+            if not self.history[which] or limit is None:
+                return turns
+            # Room for the longest answer, or for half the context when that asks for more than there is.
+            if len(prompt_ids(self.chat.tokenizer, turns)) + min(self.settings.max_new_tokens, limit // 2) <= limit:
+                return turns
+            del self.history[which][:2]
+            self.forgotten += 1
+
+    def add(self, which: str, text: str, answer: str) -> None:
+        self.history[which] += [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
+
+    def reset(self, which: str | None = None) -> None:
+        for name in [which] if which else list(self.history):
+            self.history[name] = []
+
+
+# --- the terminal ------------------------------------------------------------------------------------
+
+COMMANDS = {
+    "/temperature T": "sampling temperature; 0 answers greedily (the same answer every time)",
+    "/top_p P": "sample from the likeliest tokens up to probability P (0 < P <= 1)",
+    "/max_new_tokens N": "the longest answer, in tokens",
+    "/system TEXT": "the system prompt (/system alone clears it)",
+    "/reset": "forget the conversation and start a new one",
+    "/compare": "answer with the base model too, side by side (on/off)",
+    "/help": "this list",
+    "/quit": "leave (also Ctrl-D); Ctrl-C stops an answer",
+}
+
+
+_COLORS = {"you": "1", "base": "1;33", "tuned": "1;32", "note": "2"}
+
+
+class Terminal:
+    """Where the chat reads and writes: a tty gets line editing, colors and the two-column view; a
+    pipe gets plain lines (the prompt echoed, so the transcript reads as a conversation)."""
+
+    def __init__(self, stdin: TextIO, stdout: TextIO) -> None:
+        self.stdin, self.out = stdin, stdout
+        self.interactive = stdin.isatty() and stdout.isatty()
+        self.tty = stdout.isatty()
+        self.color = self.tty and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+        self.unicode = (getattr(stdout, "encoding", "") or "").lower().replace("-", "").startswith("utf")
+        self._status = 0  # width of the status line on screen, to blank it
+        if self.interactive:
+            try:
+                import readline  # noqa: F401  (input() gets line editing and a history)
+            except ImportError:  # pragma: no cover - Windows
+                pass
+
+    def paint(self, text: str, kind: str, for_input: bool = False) -> str:
+        if not self.color:
+            return text
+        start, end = f"\x1b[{_COLORS[kind]}m", "\x1b[0m"
+        if for_input:  # readline counts the prompt's width: escapes are marked as taking none
+            start, end = f"\001{start}\002", f"\001{end}\002"
+        return start + text + end
+
+    def read(self) -> str:
+        """The next line typed; EOFError at the end (Ctrl-D), KeyboardInterrupt on Ctrl-C."""
+        if self.interactive:
+            return input(self.paint("you>", "you", for_input=True) + " ")
+        line = self.stdin.readline()
+        if not line:
+            raise EOFError
+        self.out.write(f"you> {line.rstrip(chr(10))}\n")
+        return line
+
+    def note(self, text: str) -> None:
+        self.out.write(self.paint(text, "note") + "\n")
+        self.out.flush()
+
+    def label(self, name: str, kind: str) -> None:
+        self.write(self.paint(f"{name}>", kind) + " ")
+
+    def write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+    @property
+    def width(self) -> int:
+        return shutil.get_terminal_size().columns
+
+    def fits_columns(self) -> bool:
+        return self.tty and self.width >= COMPARE_MIN_WIDTH
+
+    def status(self, name: str, kind: str, text: str) -> None:
+        """One line, rewritten in place: the tail of the answer being generated."""
+        room = self.width - len(name) - 5  # and 2 for the "^C" a terminal echoes on Ctrl-C
+        flat = " ".join(text.split())
+        shown = flat if len(flat) <= room else "…" + flat[-(room - 1) :]
+        self.write("\r" + " " * self._status + "\r" + self.paint(f"{name}>", kind) + " " + shown)
+        self._status = len(name) + 2 + len(shown)
+
+    def clear_status(self) -> None:
+        if self._status:
+            self.write("\r" + " " * self._status + "\r")
+            self._status = 0
+
+    def end_line(self) -> None:
+        """After a stopped answer: what it had said stays on the screen, the next line starts below it."""
+        self._status = 0
+        self.write("\n")
+
+    def columns(self, left: tuple[str, str, str], right: tuple[str, str, str]) -> None:
+        """Two answers side by side: (label, kind, text) each, wrapped to half the width."""
+        bar, rule, cross = ("│", "─", "┼") if self.unicode else ("|", "-", "+")
+        col = (self.width - 3) // 2
+        head = f"{self.paint(left[0].ljust(col), left[1])} {bar} {self.paint(right[0], right[1])}"
+        lines = [head, f"{rule * col}{rule}{cross}{rule}{rule * col}"]
+        for a, b in zip_longest(_wrap(left[2], col), _wrap(right[2], col), fillvalue=""):
+            lines.append(f"{a.ljust(col)} {bar} {b}".rstrip())
+        self.write("\n".join(lines) + "\n")
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines: list[str] = []
+    for paragraph in (text or "(no answer)").split("\n"):
+        lines += textwrap.wrap(paragraph, width, replace_whitespace=False, drop_whitespace=True) or [""]
+    return lines
+
+
+class _Live:
+    """Streams an answer into the terminal's status line."""
+
+    def __init__(self, term: Terminal, name: str, kind: str) -> None:
+        self.term, self.name, self.kind, self.text = term, name, kind, ""
+
+    def __call__(self, piece: str) -> None:
+        self.text += piece
+        self.term.status(self.name, self.kind, self.text)
+
+
+def run_terminal(chat: ChatModel, settings: ChatSettings, term: Terminal) -> int:
+    """The chat loop: a line from the user, a command or a prompt, until /quit or the end of input."""
+    conv = Conversation(chat, settings)
+    term.note(f"chat with {chat.target.description} on {chat.device}")
+    if not chat.has_template:
+        term.note("this model has no chat template: each prompt is sent alone, as plain text")
+    term.note(f"{settings.describe()}; /help lists the commands, /quit or Ctrl-D leaves")
+    interrupted = False
+    while True:
+        try:
+            text = term.read().strip()
+        except EOFError:
+            if term.interactive:
+                term.write("\n")
+            return 0
+        except KeyboardInterrupt:
+            if interrupted:
+                term.write("\n")
+                return 0
+            interrupted = True
+            term.write("\n")
+            term.note("(Ctrl-C again, /quit or Ctrl-D leaves)")
+            continue
+        interrupted = False
+        if text.startswith("/"):
+            if not _command(text, conv, term):
+                return 0
+        elif text:
+            _ask(text, conv, term)
+
+
+def _command(text: str, conv: Conversation, term: Terminal) -> bool:
+    """Carry out a /command; False for /quit."""
+    settings = conv.settings
+    name, _, arg = text.partition(" ")
+    name, arg = name.lower().replace("-", "_"), arg.strip()
+    if name in ("/quit", "/exit", "/bye"):
+        return False
+    if name in ("/temperature", "/top_p", "/max_new_tokens"):
+        key = name[1:]
+        if not arg:
+            term.note(f"{key} {getattr(settings, key):g}")
+            return True
+        try:
+            value = int(arg) if key == "max_new_tokens" else float(arg)
+            ChatSettings(**{**settings.__dict__, key: value}).check(flags=False)
+        except ValueError:
+            term.note(f"{name} {arg}: not a {'whole ' if key == 'max_new_tokens' else ''}number")
+            return True
+        except ConfigError as exc:
+            term.note(f"{exc.message} ({exc.hint})")
+            return True
+        setattr(settings, key, value)
+        term.note(f"{key} {value:g}")
+    elif name == "/system":
+        settings.system = arg or None
+        term.note(f"system prompt: {arg!r}" if arg else "system prompt cleared")
+    elif name == "/reset":
+        conv.reset()
+        term.note("conversation cleared")
+    elif name == "/compare":
+        settings.compare = not settings.compare
+        if settings.compare:
+            conv.reset("base")  # its conversation starts now: no answers of the tuned model put in its mouth
+        term.note("compare on: the base model answers too, in its own conversation" if settings.compare else "compare off")
+    elif name == "/help":
+        width = max(map(len, COMMANDS))
+        for command, says in COMMANDS.items():
+            term.note(f"  {command.ljust(width)}  {says}")
+        term.note(f"now: {settings.describe()}")
+    else:
+        term.note(f"unknown command {name}: /help lists the commands")
+    return True
+
+
+def _ask(text: str, conv: Conversation, term: Terminal) -> None:
+    """Answer `text` with the tuned model (and the base, comparing), streamed; Ctrl-C stops it."""
+    from smoltrain.engine.data.convert import RowRejected
+
+    chat, settings = conv.chat, conv.settings
+    who = ["base", "tuned"] if settings.compare else ["tuned"]
+    names = {"base": "base", "tuned": chat.target.label}
+    side_by_side = settings.compare and term.fits_columns()
+    answers: dict[str, str] = {}
+    forgotten = conv.forgotten
+    try:
+        for which in who:
+            prompt = conv.prompt(which, text)
+            if side_by_side:
+                answers[which] = chat.answer(which, prompt, settings, on_text=_Live(term, names[which], which))
+            else:
+                term.label(names[which], which)
+                answers[which] = chat.answer(which, prompt, settings, on_text=term.write)
+                term.write("\n" if answers[which] else term.paint("(no answer)", "note") + "\n")
+        if side_by_side:
+            term.clear_status()
+            term.columns(("base", "base", answers["base"]), (names["tuned"], "tuned", answers["tuned"]))
+    except KeyboardInterrupt:
+        term.end_line()
+        term.note("(stopped: this exchange is left out of the conversation)")
+        return
+    except RowRejected as exc:
+        term.clear_status()
+        term.note(f"the chat template refuses this conversation: {exc} (/reset starts a new one)")
+        return
+    if conv.forgotten > forgotten:
+        term.note(f"(the oldest turns no longer fit in the model's {chat.context_limit}-token context: left out)")
+    for which, answer in answers.items():
+        conv.add(which, text, answer)
+
+
+def chat_main(run_dir: Path, *, stage: str | None, compare: bool, temperature: float, top_p: float,
+              max_new_tokens: int, system: str | None) -> int:  # fmt: skip
+    """`smoltrain chat`: the exit code; a SmoltrainError for a user error (the CLI prints it, exit 2)."""
+    settings = ChatSettings(temperature, top_p, max_new_tokens, system or None, compare)
+    settings.check()
+    target = find_model(run_dir, stage)
+    if sys.stderr.isatty():  # the imports and weights take seconds: say what is coming
+        print(f"loading {target.description} ...", file=sys.stderr, flush=True)
+    chat = load_model(target)
+    return run_terminal(chat, settings, Terminal(sys.stdin, sys.stdout))
