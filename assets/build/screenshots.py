@@ -61,6 +61,15 @@ async def take_result(run_dir: Path) -> None:
         await pilot.press("4")
         await pilot.pause(0.5)
         app.save_screenshot("run-result.svg", str(OUT))
+        await pilot.press("5")
+        await pilot.click("#try-prompt")
+        await pilot.press(*"Who is the friend of the quax?", "enter")
+        for _ in range(600):  # the generation process loads torch and the model: up to a minute
+            await pilot.pause(0.1)
+            if "Done" in str(app.screen.query_one("#try-status").render()):
+                break
+        app.save_screenshot("run-try-it.svg", str(OUT))
+        app.screen.try_it.stop_server()
 
 
 if __name__ == "__main__":
