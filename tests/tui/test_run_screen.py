@@ -144,3 +144,25 @@ async def test_result_shows_before_and_after_and_try_it_asks_both_models(workdir
         assert screen.try_it.answers == {"base": "I do not know hello there", "tuned": "The glim."}
         tuned = str(screen.query_one("#try-tuned", Static).render())
         assert "The glim." in tuned and "hello there" in tuned
+
+
+async def test_the_result_tab_exports_through_the_cli_and_shows_what_it_says(workdir):
+    """A button runs `smoltrain export` in a child process; its words (here: a recorded run has no trained
+    adapter in final/) reach the tab as they would a terminal."""
+    from smoltrain.tui.widgets.export_pane import ExportPane
+
+    run_dir = install_run(workdir / "runs", "grpo-pipeline")
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.open_run(run_dir)
+        await pilot.pause(2 * POLL_S)
+        await pilot.press("4")
+        pane = app.screen.query_one(ExportPane)
+        pane.run_export("merged")
+        for _ in range(300):
+            await pilot.pause(0.1)
+            if pane.output[-1].startswith(("done", "export failed")):
+                break
+        assert pane.output[0] == f"$ smoltrain export {run_dir} --to merged"
+        assert pane.output[-1] == "export failed (exit 2)"
+        assert any(line.startswith("error: ") and "final" in line for line in pane.output), pane.output
