@@ -33,8 +33,13 @@ class FinishedRun:
         return [e.values["eval_loss"] for e in self.events if isinstance(e, Eval) and "eval_loss" in e.values]
 
 
+def _quiet(overrides: list[str]) -> list[str]:
+    """The before/after answers cost seconds of generation per stage; the tests that check them ask for them."""
+    return [] if any("compare_prompts" in o for o in overrides) else ["train.compare_prompts=0"]
+
+
 def start_run(preset: Path, tmp_path: Path, overrides: list[str] = ()) -> runner.RunHandle:
-    cfg = load_config(preset, [f"output_dir={tmp_path / 'runs'}", *overrides])
+    cfg = load_config(preset, [f"output_dir={tmp_path / 'runs'}", *_quiet(list(overrides)), *overrides])
     return runner.start(runner.create_run_dir(cfg, "test"))
 
 
@@ -54,9 +59,7 @@ def train_in_process(preset: Path, tmp_path: Path, overrides: list[str] = ()) ->
     from smoltrain.errors import SmoltrainError
     from smoltrain.rundir import EventWriter
 
-    # The before/after answers cost seconds of generation per stage; the tests that check them ask for them.
-    quiet = [] if any("compare_prompts" in o for o in overrides) else ["train.compare_prompts=0"]
-    cfg = load_config(preset, [f"output_dir={tmp_path / 'runs'}", *quiet, *overrides])
+    cfg = load_config(preset, [f"output_dir={tmp_path / 'runs'}", *_quiet(list(overrides)), *overrides])
     run_dir = runner.create_run_dir(cfg, "test")
     emit = EventWriter(run_dir / "events.jsonl")
     code = 0

@@ -24,13 +24,8 @@ from smoltrain import cli
 from smoltrain.config.load import dump_config, load_config
 from smoltrain.config.presets import PROJECT_ROOT
 from smoltrain.engine import chat_server
-from smoltrain.engine.chat import (
-    ChatSettings,
-    Terminal,
-    find_model,
-    load_model,
-    run_terminal,
-)
+from smoltrain.engine.chat import ChatSettings, find_model, load_model
+from smoltrain.engine.chat_terminal import Terminal, run_terminal
 from smoltrain.errors import ConfigError, ModelError
 from tests.conftest import train_in_process
 

@@ -34,7 +34,7 @@ from tests.conftest import train_in_process
 
 pytestmark = pytest.mark.slow
 
-FOUR_STEPS = ["train.max_steps=4", "train.save_steps=2", "train.save_total_limit=2", "train.logging_steps=1",
+FOUR_STEPS = ["train.compare_prompts=0", "train.max_steps=4", "train.save_steps=2", "train.save_total_limit=2", "train.logging_steps=1",
               "data.max_rows=32", "data.eval_fraction=0", "train.micro_batch_size=4"]  # fmt: skip
 LONG = ["train.max_steps=400", "train.save_steps=1000", "train.logging_steps=1", "data.max_rows=64",
         "data.eval_fraction=0", "train.micro_batch_size=2"]  # fmt: skip

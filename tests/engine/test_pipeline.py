@@ -17,7 +17,8 @@ def test_demo_pipeline_chains_stages(tmp_path):
     run = run_preset(
         PRESETS_DIR / "demo.toml",
         tmp_path,
-        [*short, "stages[3].train.micro_batch_size=8", "grpo.max_completion_length=8", "train.eval_steps=2"]
+        [*short, "stages[3].train.micro_batch_size=8", "grpo.max_completion_length=8", "train.eval_steps=2",
+         "train.compare_prompts=3"]
         + [f"stages[{i}].data.max_rows=64" for i in range(4)],
     )
     assert run.exit_code == 0, (run.run_dir / "worker.log").read_text()[-3000:]

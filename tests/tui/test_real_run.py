@@ -16,7 +16,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 async def test_demo_sft_trains_and_stops_with_save(workdir):
     # The stop comes after the first logged step. No eval: it costs seconds.
-    app = SmoltrainApp(runs_dir="runs", run_overrides=["train.max_steps=20", "train.logging_steps=1", "data.eval_fraction=0"])
+    app = SmoltrainApp(runs_dir="runs", run_overrides=["train.max_steps=20", "train.logging_steps=1", "data.eval_fraction=0",
+                                                              "train.compare_prompts=0"])
     async with app.run_test(size=(100, 30)) as pilot:
         start = app.screen.query_one("#start", OptionList)
         start.highlighted = next(i for i in range(start.option_count) if str(start.get_option_at_index(i).prompt).startswith("demo-sft"))
