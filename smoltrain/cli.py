@@ -190,7 +190,7 @@ def cmd_memory(command: str, preset: str, overrides: list[str], gpu_mem: float |
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from smoltrain.engine.chat import chat_main
+    from smoltrain.engine.chat_terminal import chat_main
 
     return chat_main(Path(args.run_dir), stage=args.stage, compare=args.compare, temperature=args.temperature,
                      top_p=args.top_p, max_new_tokens=args.max_new_tokens, system=args.system)  # fmt: skip
