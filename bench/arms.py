@@ -139,6 +139,7 @@ def smoltrain_config(spec: ArmSpec, backend: str) -> Any:
             "technique": work.technique, "max_steps": work.steps, "micro_batch_size": work.batch, "grad_accum": 1,
             "max_length": max(16, work.seq_len), "logging_steps": 1, "save_steps": work.steps + 1,
             "eval_steps": work.steps + 1, "seed": spec.seed, "backend": backend,
+            "compare_prompts": 0,  # the before/after answers are not what a benchmark times
         },
     }  # fmt: skip
     if work.technique == "grpo":

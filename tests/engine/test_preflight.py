@@ -24,7 +24,8 @@ from smoltrain.errors import FitError
 
 pytestmark = pytest.mark.slow
 
-QUICK = ["data.max_rows=48", "data.eval_fraction=0", "train.logging_steps=1", "train.save_steps=1000"]
+QUICK = ["data.max_rows=48", "data.eval_fraction=0", "train.logging_steps=1", "train.save_steps=1000",
+         "train.compare_prompts=0"]  # fmt: skip
 
 
 def _oom() -> torch.cuda.OutOfMemoryError:

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 def _worker(preset: Path, tmp_path: Path, overrides: list[str]) -> tuple[int, list]:
     """The worker's main() in this process: quicker than a child, and the same exit codes and events."""
-    cfg = load_config(preset, [f"output_dir={tmp_path / 'runs'}", "train.max_steps=2", "data.max_rows=32", *overrides])
+    cfg = load_config(preset, [f"output_dir={tmp_path / 'runs'}", "train.max_steps=2", "data.max_rows=32",
+                                "train.compare_prompts=0", *overrides])  # fmt: skip
     run_dir = runner.create_run_dir(cfg, "t")
     saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     try:

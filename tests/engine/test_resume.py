@@ -26,6 +26,7 @@ pytestmark = pytest.mark.slow
 
 MAX_STEPS = 12
 SHORT = [f"train.max_steps={MAX_STEPS}", "data.eval_fraction=0", "train.save_steps=1000", "train.logging_steps=1",
+         "train.compare_prompts=0",
          "data.max_rows=128", "train.micro_batch_size=4"]  # fmt: skip
 
 
@@ -124,7 +125,8 @@ def test_a_resumed_pipeline_skips_finished_stages_and_continues_the_interrupted_
         + '\n[[stages]]\nname = "first"\ntechnique = "sft"\ntrain = { max_steps = 3 }\n'
         '[[stages]]\nname = "second"\ntechnique = "sft"\ntrain = { max_steps = 10 }\n'
     )
-    cfg = load_config(preset, ["data.max_rows=32", "train.micro_batch_size=4", "data.eval_fraction=0", "train.save_steps=1000", "train.logging_steps=1"])
+    cfg = load_config(preset, ["data.max_rows=32", "train.micro_batch_size=4", "data.eval_fraction=0", "train.save_steps=1000",
+                               "train.logging_steps=1", "train.compare_prompts=0"])  # fmt: skip
     run_dir = tmp_path / "run"
     stop = StopFlag()
     events: list = []
