@@ -212,7 +212,8 @@ def test_ollama_template_reproduces_each_familys_format(family):
 # --- other families: merged + GGUF --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("family", ["qwen2.5", "gemma-2"])
+# Gemma-2: SentencePiece, a BOS, a template that refuses system turns (the demo model is byte-level BPE).
+@pytest.mark.parametrize("family", ["gemma-2"])
 def test_other_families_export_to_gguf(family, family_model, tmp_path):
     import gguf
     from transformers import GenerationConfig

@@ -9,7 +9,7 @@ import pytest
 
 from smoltrain.config.load import load_config
 from smoltrain.rundir import read_events
-from tests.conftest import run_preset, start_run
+from tests.conftest import run_preset, start_run, train_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -80,14 +80,14 @@ def test_stop_request_saves_a_checkpoint_and_exits_0(sft_preset, tmp_path):
 def test_broken_data_fails_as_a_user_error(sft_preset, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\n{"text": oops}\n')
-    run = run_preset(sft_preset, tmp_path, [f"data.path={bad}"])
+    run = train_in_process(sft_preset, tmp_path, [f"data.path={bad}"])  # the worker's exit codes: test_faults.py
     assert run.exit_code == 2
     failed = run.of_type("run_failed")[0]
     assert failed.user_error and "line 2" in failed.message and str(bad) in failed.message
 
 
 def test_missing_model_fails_as_a_user_error(sft_preset, tmp_path):
-    run = run_preset(sft_preset, tmp_path, [f"model.name_or_path={tmp_path / 'no-such-model'}"])
+    run = train_in_process(sft_preset, tmp_path, [f"model.name_or_path={tmp_path / 'no-such-model'}"])
     assert run.exit_code == 2
     failed = run.of_type("run_failed")[0]
     assert failed.user_error and "no-such-model" in failed.message and failed.hint
