@@ -7,7 +7,7 @@ import math
 import pytest
 
 from smoltrain.config.presets import PRESETS_DIR
-from tests.conftest import run_preset
+from tests.conftest import run_preset, train_in_process
 
 pytestmark = pytest.mark.slow
 QUICK = ["train.max_steps=4", "train.eval_steps=4", "train.logging_steps=1", "train.save_steps=100"]
@@ -57,7 +57,7 @@ def test_grpo_logs_each_reward_and_emits_samples(tmp_path):
 
 
 def test_wrong_data_shape_for_a_technique_names_what_is_expected(tmp_path):
-    run = run_preset(PRESETS_DIR / "demo-dpo.toml", tmp_path, [f"data.path={PRESETS_DIR.parent / 'assets/data/sft.jsonl'}"])
+    run = train_in_process(PRESETS_DIR / "demo-dpo.toml", tmp_path, [f"data.path={PRESETS_DIR.parent / 'assets/data/sft.jsonl'}"])
     assert run.exit_code == 2
     failed = run.of_type("run_failed")[0]
     assert "dpo needs preference pairs" in failed.message and "found columns: messages" in failed.message
