@@ -139,10 +139,10 @@ class TryIt(Vertical):
     def _show_answers(self, prompt: str | None = None) -> None:
         if prompt is not None:
             self._prompt = prompt
-        asked = f"[dim]{_escape(self._prompt)}[/]\n\n"
+        asked = f"[dim]{escape(self._prompt)}[/]\n\n"
         base, tuned = self.query_one("#try-base", Static), self.query_one("#try-tuned", Static)
-        base.update("[b]before[/] (the starting model, adapters off)\n" + asked + _escape(self._answers["base"]))
-        tuned.update("[b]after[/] (trained)\n" + asked + _escape(self._answers["tuned"]))
+        base.update("[b]before[/] (the starting model, adapters off)\n" + asked + escape(self._answers["base"]))
+        tuned.update("[b]after[/] (trained)\n" + asked + escape(self._answers["tuned"]))
 
     def _say(self, text: str) -> None:
         self.query_one("#try-status", Static).update(text)
@@ -157,6 +157,3 @@ class TryIt(Vertical):
             self._server.terminate()
         self._server = None
 
-
-def _escape(text: str) -> str:
-    return escape(text)
