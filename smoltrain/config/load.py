@@ -23,7 +23,8 @@ from typing import Any
 import tomli_w
 from pydantic import BaseModel, ValidationError
 
-from smoltrain.config.schema import RunConfig
+from smoltrain.config.schema import EvalSection, RunConfig
+from smoltrain.config.techniques import facts
 from smoltrain.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -110,8 +111,29 @@ def validate_config(raw: dict[str, Any], source: str, origins: dict[str, set[str
         cfg = RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise _config_error(_problems(exc, source, origins or {}), source) from None
-    stage_configs(cfg, source, origins)
+    stages = stage_configs(cfg, source, origins)
+    if cfg.eval is not None:
+        problems = _eval_stage_problems(cfg.eval, stages, source)
+        if problems:
+            raise _config_error(problems, source)
     return cfg
+
+
+def _eval_stage_problems(section: EvalSection, stages: list[tuple[str, RunConfig]], source: str) -> list[_Problem]:
+    """[eval] names stages: each must be one of this run's, of the right kind."""
+    policies = [name for name, stage in stages if facts(stage.train.technique).policy]
+    rewards = [name for name, stage in stages if not facts(stage.train.technique).policy]
+    problems = []
+    for i, name in enumerate(section.stages or []):
+        if name not in policies:
+            what = "is a reward stage: it scores answers and gives none" if name in rewards else "is not a stage of this run"
+            problems.append(_Problem(source, f"eval.stages[{i}]: {name!r} {what}",
+                                     f"evaluate the policy stages: {', '.join(policies) or 'none'}"))  # fmt: skip
+    judge = section.judge.reward_model if section.judge else None
+    if judge is not None and judge in policies:
+        problems.append(_Problem(source, f"eval.judge.reward_model: {judge!r} is a {dict(stages)[judge].train.technique} "
+                                         "stage, not a reward model", f"name a reward stage: {', '.join(rewards) or 'none'}"))  # fmt: skip
+    return problems
 
 
 def stage_configs(
@@ -168,11 +190,26 @@ def _resolve_local_paths(raw: dict[str, Any], base: Path) -> None:
             if isinstance(table.get(section), dict):
                 _resolve_key(table[section], key, base)
         grpo = table.get("grpo")
-        rewards = grpo.get("rewards", []) if isinstance(grpo, dict) else []
-        for reward in rewards if isinstance(rewards, list) else []:
-            if isinstance(reward, dict):
-                for key in REWARD_PATH_KEYS:
-                    _resolve_key(reward, key, base)
+        _resolve_rewards(grpo.get("rewards", []) if isinstance(grpo, dict) else [], base)
+    evaluation = raw.get("eval")
+    if not isinstance(evaluation, dict):
+        return
+    tasks = evaluation.get("tasks", [])
+    for task in tasks if isinstance(tasks, list) else []:
+        if isinstance(task, dict):
+            for key in ("harness", "prompts"):
+                _resolve_key(task, key, base)
+            _resolve_rewards(task.get("rewards") or [], base)
+    if isinstance(evaluation.get("judge"), dict):
+        for key in ("reward_model", "model"):
+            _resolve_key(evaluation["judge"], key, base)
+
+
+def _resolve_rewards(rewards: Any, base: Path) -> None:
+    for reward in rewards if isinstance(rewards, list) else []:
+        if isinstance(reward, dict):
+            for key in REWARD_PATH_KEYS:
+                _resolve_key(reward, key, base)
 
 
 def _resolve_key(table: dict[str, Any], key: str, base: Path) -> None:

@@ -213,6 +213,94 @@ class GrpoSection(Section):
     )
 
 
+class EvalTask(Section):
+    """One thing to score every evaluated model on: a harness benchmark, or held-out prompts and rewards."""
+
+    name: str | None = Field(None, description="Label in the results; default: the harness task's name or the prompts file's stem.")
+    harness: str | None = Field(
+        None,
+        description="An lm-evaluation-harness task: a name (gsm8k, arc_easy, hellaswag, mmlu, ifeval, ...; its data "
+        "from the hub) or the path of a task YAML file (its data may be a local file, read from the YAML's folder).",
+    )
+    prompts: str | None = Field(
+        None,
+        description="A .jsonl/.json/.csv/.parquet file (or hub dataset id) of held-out prompts: rows with a prompt "
+        "(text or chat turns) or messages, plus the columns the rewards read (e.g. answer). Each model answers them "
+        "greedily; `rewards` score the answers, and the judge compares them.",
+    )
+    split: str = Field("train", description="prompts: the split to read (a local file has one: train).")
+    rewards: list[RewardFunction] | None = Field(
+        None,
+        description="prompts: reward functions to average over the answers, as in [[grpo.rewards]] (math_answer, "
+        "format, json, python, ...); default: the run's [[grpo.rewards]], less reward_model (that is the judge's job).",
+    )
+    num_fewshot: int | None = Field(None, ge=0, description="harness: examples shown before each question; default: the task's.")
+    system_prompt: str | None = Field(
+        None,
+        description="A system turn for every question (harness tasks, and prompts rows that bring none); the "
+        "template's own rules apply (folded into the first user turn where it refuses one).",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EvalTask:
+        if (self.harness is None) == (self.prompts is None):
+            raise ValueError("give either harness (a benchmark task) or prompts (a file of held-out prompts), not both")
+        if self.harness is not None and self.rewards is not None:
+            raise ValueError("rewards score prompts tasks; a harness task brings its own metrics")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        source = str(self.harness or self.prompts)
+        stem = source.replace("\\", "/").rsplit("/", 1)[-1]
+        return stem.rsplit(".", 1)[0] if stem.endswith((".yaml", ".yml", ".jsonl", ".json", ".csv", ".parquet")) else stem
+
+
+class JudgeSection(Section):
+    """Who says which of two answers is better: a trained reward model, or a local model asked with a prompt."""
+
+    reward_model: str | None = Field(
+        None, description="A reward stage of this pipeline (its name), or a reward run's folder: the higher score wins."
+    )
+    model: str | None = Field(
+        None,
+        description="A causal LM (local folder or hub id) asked `prompt` with both answers, in both orders "
+        "(position bias cancels); the answer it gives more probability to wins.",
+    )
+    prompt: str = Field(
+        "Question:\n{question}\n\nAnswer A:\n{a}\n\nAnswer B:\n{b}\n\nWhich answer is better, A or B? "
+        "Reply with one letter.",
+        description="model: the question put to the judge, with {question}, {a} and {b}.",
+    )
+    against: Literal["previous", "base"] = Field(
+        "previous", description="Each evaluated stage is compared with the stage evaluated before it, or with the base."
+    )
+
+    @model_validator(mode="after")
+    def _one_judge(self) -> JudgeSection:
+        if (self.reward_model is None) == (self.model is None):
+            raise ValueError("give either reward_model (a trained reward model) or model (a model asked with a prompt)")
+        if self.model is not None and not all(f"{{{k}}}" in self.prompt for k in ("question", "a", "b")):
+            raise ValueError("judge.prompt must contain {question}, {a} and {b}")
+        return self
+
+
+class EvalSection(Section):
+    """[eval]: score the base and the trained stages on the same items, after training (or by `smoltrain eval`)."""
+
+    stages: list[str] | None = Field(
+        None, description="Stages to evaluate, each right after it trains; default: every SFT, DPO and GRPO stage."
+    )
+    base: bool = Field(True, description="Score the base model too (before the first evaluated stage): the baseline.")
+    tasks: list[EvalTask] = Field(default_factory=list, description="[[eval.tasks]]: what every model is scored on.")
+    judge: JudgeSection | None = Field(None, description="[eval.judge]: pairwise preference between stages, as a win rate.")
+    limit: int | None = Field(200, ge=1, description="Score at most this many items of each task (the first ones); unset: all.")
+    batch_size: int = Field(16, ge=1, description="Questions answered (or scored) per forward pass.")
+    max_new_tokens: int = Field(128, ge=1, description="Longest answer to a prompts task, in tokens (a harness task sets its own).")
+
+
 class Stage(Section):
     """One step of a pipeline: a technique with its own data and overrides of the top-level sections.
 
@@ -248,6 +336,7 @@ class RunConfig(Section):
         default_factory=list,
         description="A pipeline: [[stages]] run in order, each starting from the previous policy stage's merged result.",
     )
+    eval: EvalSection | None = Field(None, description="[eval]: score the base and each trained stage on held-out tasks.")
 
     @field_validator("name")
     @classmethod

@@ -21,6 +21,7 @@ class TechniqueFacts:
     model_class: ModelClass
     headline: tuple[str, ...]  # the logged metrics that tell its progress at a glance, most telling first
     next_step: str  # what a user does after a run of it
+    regression_remedy: str = ""  # what to try when evaluation finds the stage made the model worse
 
     @property
     def auto_class(self) -> str:
@@ -36,6 +37,8 @@ FACTS: dict[str, TechniqueFacts] = {
         next_step="Next: read the answers below and try your own (Try it, or smoltrain chat RUN --compare); then "
         "align it with DPO (preference pairs) or GRPO (checkable rewards) in a pipeline such as presets/demo.toml, "
         "or export it below.",
+        regression_remedy="the SFT data may not teach this task, or teaches another answer format than the task reads; "
+        "if the eval loss rose late in training, train fewer steps or at a lower learning rate",
     ),
     "reward": TechniqueFacts(
         "reward", policy=False, model_class="sequence_classification", headline=("accuracy", "loss"),
@@ -44,11 +47,16 @@ FACTS: dict[str, TechniqueFacts] = {
     "dpo": TechniqueFacts(
         "dpo", policy=True, model_class="causal_lm", headline=("rewards/accuracies", "rewards/margins", "loss"),
         next_step="Next: compare its answers with the SFT model's; if it got worse, raise dpo.beta.",
+        regression_remedy="lower train.learning_rate (LoRA DPO: 5e-6 to 1e-4; the demo's fell 0.77 -> 0.41 at 5e-4 and "
+        "held at 1e-4) or the steps, or raise dpo.beta to stay closer to the starting model; check that the chosen "
+        "answers really are better and keep the form the task asks for; an undertrained SFT stage also shows here",
     ),
     "grpo": TechniqueFacts(
         "grpo", policy=True, model_class="causal_lm", headline=("reward", "loss"),
         next_step="Next: read the best and worst samples; if rewards rose without better answers, the reward "
         "is being gamed.",
+        regression_remedy="read the samples: a reward that pays for the wrong thing is being gamed; lower the "
+        "learning rate, or add a KL penalty (grpo.beta 0.01 to 0.1) to stay nearer the starting model",
     ),
 }  # fmt: skip
 
