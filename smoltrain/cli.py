@@ -6,6 +6,7 @@
     smoltrain resume RUN_DIR
     smoltrain chat RUN_DIR [--stage NAME] [--compare]
     smoltrain export RUN_DIR --to merged|gguf|ollama [--stage NAME] [--out DIR]
+    smoltrain eval RUN_DIR|MODEL [--tasks ...] [--stage NAME] [--limit N] [--judge REWARD]
     smoltrain presets
     smoltrain demo
 
@@ -81,6 +82,24 @@ def build_parser() -> argparse.ArgumentParser:
                         help="GGUF type: f16, bf16, q8_0, or a K-quant such as q4_k_m with llama.cpp's quantize tool (default f16)")  # fmt: skip
     export.add_argument("--llama-cpp", metavar="DIR", help="your llama.cpp checkout: its convert_hf_to_gguf.py and "
                         "llama-quantize are used instead of the bundled converter")  # fmt: skip
+
+    ev = sub.add_parser("eval", help="score the base and each trained stage on held-out tasks",
+                        description="Score a run's base model and each trained stage (or one model) on the same "
+                        "items: lm-evaluation-harness tasks, held-out prompts scored by rewards, and a judge's win "
+                        "rate; a table with 95%% intervals, and a warning for any stage that made the model worse. "
+                        "A run's [eval] section says what to score; the flags replace it. See docs/eval.md.")  # fmt: skip
+    ev.add_argument("target", help="a run's folder, or a model (a folder with config.json, or a hub id)")
+    ev.add_argument("--tasks", help="comma-separated: harness task names (gsm8k, arc_easy, ...), task YAML files, "
+                    "or files of held-out prompts (.jsonl, .json, .csv, .parquet)")  # fmt: skip
+    ev.add_argument("--stage", action="append", default=[], metavar="NAME", help="a stage to score (repeatable; default: every policy stage)")
+    ev.add_argument("--limit", type=int, metavar="N", help="score the first N items of each task (default 200)")
+    ev.add_argument("--judge", metavar="REWARD", help="a reward stage of the run (or a reward run's folder) that "
+                    "judges each stage's answers against the previous stage's")  # fmt: skip
+    ev.add_argument("--rewards", metavar="NAMES", help=f"rewards for prompts files: {', '.join(('exact_match', 'math_answer', 'json'))} "
+                    "(default: the run's GRPO rewards)")  # fmt: skip
+    ev.add_argument("--system-prompt", help="a system turn for every question")
+    ev.add_argument("--batch-size", type=int, help="questions per forward pass (default 16)")
+    ev.add_argument("--out", help="a model's results folder (default evals/<model>); a run's go to RUN_DIR/eval")
 
     for name, summary in (("estimate", "peak GPU memory of a preset, component by component"),
                           ("fit", "propose the batch shape that fits a GPU, as --set flags")):  # fmt: skip
@@ -178,7 +197,17 @@ def cmd_memory(command: str, preset: str, overrides: list[str], gpu_mem: float |
     if command == "estimate":
         result = estimate(cfg, gpu, model_config=model_config)
         print(result.render_table())
-        return 0 if result.fits is not False else USER_ERROR_EXIT_CODE
+        fits = result.fits is not False
+        if cfg.eval is not None:  # [eval] runs between the stages: its own peak
+            from smoltrain.memory.estimate import estimate_eval, load_shape
+
+            evaluation = estimate_eval(cfg, load_shape(cfg, model_config), batch_size=cfg.eval.batch_size,
+                                       prompt_tokens=min(cfg.train.max_length, 1024),
+                                       new_tokens=cfg.eval.max_new_tokens, gpu_mem_gb=gpu)  # fmt: skip
+            print()
+            print(evaluation.render_table())
+            fits = fits and evaluation.fits is not False
+        return 0 if fits else USER_ERROR_EXIT_CODE
     if gpu is None:
         raise FitError("smoltrain fit: no GPU found (nvidia-smi) and no --gpu-mem given",
                        hint="give the GPU's memory in GiB, e.g. --gpu-mem 12 for an RTX 3060, 24 for a 4090")  # fmt: skip
@@ -201,6 +230,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     return export_main(Path(args.run_dir), to=args.to, stage=args.stage, out=Path(args.out) if args.out else None,
                        quant=args.quant, llama_cpp=Path(args.llama_cpp) if args.llama_cpp else None)  # fmt: skip
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from smoltrain.engine.evaluate.command import evaluate_main
+
+    return evaluate_main(args.target, tasks=args.tasks, stages=args.stage, limit=args.limit, judge=args.judge,
+                         rewards=args.rewards, system_prompt=args.system_prompt, batch_size=args.batch_size,
+                         out=Path(args.out) if args.out else None)  # fmt: skip
 
 
 def cmd_presets() -> int:
@@ -240,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_chat(args)
         if args.command == "export":
             return cmd_export(args)
+        if args.command == "eval":
+            return cmd_eval(args)
         if args.command == "demo":
             return cmd_demo(args.overrides, args.name)
         # No subcommand: the terminal app (imported here so `--help` and subcommands stay light).

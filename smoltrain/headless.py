@@ -22,6 +22,7 @@ from smoltrain import runner
 from smoltrain.engine.events import (
     Checkpoint,
     Eval,
+    EvalResult,
     Event,
     Metrics,
     RunFailed,
@@ -33,6 +34,8 @@ from smoltrain.engine.events import (
     Warning,
 )  # fmt: skip
 from smoltrain.errors import BUG_EXIT_CODE, USER_ERROR_EXIT_CODE
+from smoltrain.evalresults import read_results, render
+from smoltrain.rundir import RunDir
 from smoltrain.runstate import RunState, format_duration
 
 BAR_WIDTH = 24
@@ -54,6 +57,7 @@ class Printer:
         self._last_plain = 0.0
         self._sample_every = 1
         self._sample_step: int | None = None
+        self._run_dir: Path | None = None
 
     def line(self, text: str) -> None:
         if self._bar_shown:
@@ -65,6 +69,7 @@ class Printer:
     def render(self, event: Event) -> None:
         self.state.feed(event)
         if isinstance(event, RunStarted):
+            self._run_dir = Path(event.run_dir)
             self.line(f"run {event.name}: {event.model} on {event.device} ({event.dtype})")
             self.line("  " + " | ".join(f"{k}: {v}" for k, v in event.active.items()))
             self.line(f"  trainable parameters: {event.trainable_params:,} of {event.total_params:,}")
@@ -85,6 +90,9 @@ class Printer:
         elif isinstance(event, Warning):
             said = "library warning" if event.source == "library" else "warning"
             self.line(f"{said}: {event.message}" + (f" (hint: {event.hint})" if event.hint else ""))
+        elif isinstance(event, EvalResult):
+            scores = "  ".join(f"{k} {v:.3f}" for k, v in event.scores.items())
+            self.line(f"eval {event.subject}: {scores}")
         elif isinstance(event, StageFinished):
             self.line(f"stage {event.stage + 1} ({event.technique}) done at step {event.step}: {event.output_dir}")
         elif isinstance(event, RunFinished):
@@ -137,6 +145,11 @@ class Printer:
             self.line(f"stopped at step {event.step}{where} ({took})")
             return
         self.line(f"done: {event.step} steps in {took}")
+        results = read_results(RunDir(self._run_dir).eval) if self._run_dir else []
+        if results:
+            self.line("evaluation (held-out; smoltrain eval RUN to score again):")
+            for text in render(results):
+                self.line("  " + text)
         if event.final_dir:
             run = Path(event.final_dir).parent
             self.line(f"  adapter and tokenizer: {event.final_dir}")

@@ -114,6 +114,11 @@ class RunDir:
         return self.root / "samples"
 
     @property
+    def eval(self) -> Path:
+        """eval/<subject>.json: every evaluated model's scores (written and read by smoltrain/evalresults.py)."""
+        return self.root / "eval"
+
+    @property
     def exports(self) -> Path:
         return self.root / "exports"
 

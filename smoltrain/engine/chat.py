@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from smoltrain.config.load import load_config, stage_configs
-from smoltrain.config.schema import RunConfig
+from smoltrain.config.schema import ModelSection, QuantizationSection, RunConfig
 from smoltrain.config.techniques import facts
 from smoltrain.errors import ConfigError, ModelError
 from smoltrain.rundir import RunDir, running_worker
@@ -199,17 +199,17 @@ def load_model(target: ChatTarget) -> ChatModel:
         raise ModelError(f"the base model of {target.final}: {exc.message}", hint=exc.hint,
                          needs_network=exc.needs_network) from None  # fmt: skip
     def load_base() -> Any:
-        with _quiet_libraries():
-            return _load_weights(target.base, cfg, device, section.revision)
+        with quiet_libraries():
+            return _load_weights(target.base, cfg.model, cfg.quantization, device, section.revision)
 
     if not target.is_adapter:
-        with _quiet_libraries():
-            model = _load_weights(str(target.final), cfg, device, revision=None)
+        with quiet_libraries():
+            model = _load_weights(str(target.final), cfg.model, cfg.quantization, device, revision=None)
         return ChatModel(target, model, tokenizer, device, load_base=load_base)
-    with _quiet_libraries():
+    with quiet_libraries():
         from peft import PeftModel
 
-        model = _load_weights(target.base, cfg, device, section.revision)
+        model = _load_weights(target.base, cfg.model, cfg.quantization, device, section.revision)
         try:
             model = PeftModel.from_pretrained(model, str(target.final))
         except (OSError, ValueError) as exc:
@@ -219,7 +219,19 @@ def load_model(target: ChatTarget) -> ChatModel:
     return ChatModel(target, model, tokenizer, device)
 
 
-def _load_weights(name: str, cfg: RunConfig, device: str, revision: str | None) -> Any:
+def load_plain_model(section: ModelSection, quantization: QuantizationSection | None = None) -> tuple[Any, Any]:
+    """A model with no run behind it (a hub id or a folder): its weights and tokenizer, loaded as a chat's base is."""
+    from smoltrain.engine.model import load_tokenizer, resolve_device
+
+    tokenizer = load_tokenizer(section)
+    with quiet_libraries():
+        model = _load_weights(section.name_or_path, section, quantization or QuantizationSection(mode="none"),
+                              resolve_device(), section.revision)  # fmt: skip
+    return model, tokenizer
+
+
+def _load_weights(name: str, section: ModelSection, quantization: QuantizationSection, device: str,
+                  revision: str | None) -> Any:  # fmt: skip
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
@@ -231,13 +243,13 @@ def _load_weights(name: str, cfg: RunConfig, device: str, revision: str | None) 
     from smoltrain.engine.model import resolve_dtype
 
     # CPU: float32 (half-precision matmuls there are slow and some ops missing; 4-bit is for memory).
-    dtype = resolve_dtype(cfg.model.dtype, device) if device == "cuda" else torch.float32
-    kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": cfg.model.trust_remote_code, "dtype": dtype,
+    dtype = resolve_dtype(section.dtype, device) if device == "cuda" else torch.float32
+    kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": section.trust_remote_code, "dtype": dtype,
                               "device_map": {"": 0} if device == "cuda" else {"": "cpu"}}  # fmt: skip
-    if device == "cuda" and cfg.quantization.mode == "4bit":
+    if device == "cuda" and quantization.mode == "4bit":
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type=cfg.quantization.quant_type,
-            bnb_4bit_use_double_quant=cfg.quantization.double_quant, bnb_4bit_compute_dtype=dtype,
+            load_in_4bit=True, bnb_4bit_quant_type=quantization.quant_type,
+            bnb_4bit_use_double_quant=quantization.double_quant, bnb_4bit_compute_dtype=dtype,
         )  # fmt: skip
     try:
         with hub_offline_context(name):
@@ -251,7 +263,7 @@ def _load_weights(name: str, cfg: RunConfig, device: str, revision: str | None) 
 
 
 @contextlib.contextmanager
-def _quiet_libraries() -> Iterator[None]:
+def quiet_libraries() -> Iterator[None]:
     """Loading prints progress bars and deprecation notes meant for library developers: keep the chat clean."""
     from transformers.utils import logging as hf_logging
 

@@ -103,6 +103,16 @@ class Warning(EventBase):
     source: Literal["smoltrain", "library"] = "smoltrain"
 
 
+class EvalResult(EventBase):
+    """A model scored by evaluation ([eval] or smoltrain eval): every item's score is in `path`
+    (eval/<subject>.json, read by smoltrain/evalresults.py); `scores` holds the means for a log line."""
+
+    type: Literal["eval_result"] = "eval_result"
+    subject: str  # "base" or a stage's name
+    path: str
+    scores: dict[str, float]  # "task · metric" (and "judge · task vs other") -> mean
+
+
 class StageFinished(EventBase):
     type: Literal["stage_finished"] = "stage_finished"
     stage: int
@@ -132,13 +142,14 @@ class RunFailed(EventBase):
 
 
 Event = Annotated[
-    RunStarted | StageStarted | Metrics | Eval | Sample | Checkpoint | Warning | StageFinished | RunFinished | RunFailed,
+    RunStarted | StageStarted | Metrics | Eval | Sample | Checkpoint | Warning | EvalResult | StageFinished | RunFinished
+    | RunFailed,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 EVENT_TYPES = (
     "run_started", "stage_started", "metrics", "eval", "sample",
-    "checkpoint", "warning", "stage_finished", "run_finished", "run_failed",
+    "checkpoint", "warning", "eval_result", "stage_finished", "run_finished", "run_failed",
 )  # fmt: skip
 
 Emit = Callable[[EventBase], None]

@@ -108,3 +108,39 @@ def generate(model: Any, tokenizer: Any, prompt: Prompt, settings: GenerationSet
     finally:
         model.train(was_training)
     return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
+
+
+@torch.no_grad()
+def generate_batch(model: Any, tokenizer: Any, prompts: Sequence[Prompt], max_new_tokens: int,
+                   batch_size: int = 16, on_batch: Callable[[int], None] | None = None) -> list[str]:  # fmt: skip
+    """Greedy answers to many prompts, `batch_size` at a time (left-padded, so every answer starts where
+    its prompt ends); the same answers `generate` gives one by one, up to float rounding in padded
+    batches. `on_batch` hears how many are done after each batch."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    encoded = [prompt_ids(tokenizer, p) for p in prompts]
+    # Longest first: similar lengths share a batch (less padding), and running out of memory happens at once.
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+    answers: list[str] = [""] * len(encoded)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            width = max(len(encoded[i]) for i in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, i in enumerate(chunk):
+                ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
+                mask[row, width - len(encoded[i]) :] = 1
+            out = model.generate(
+                input_ids=ids.to(model.device), attention_mask=mask.to(model.device), max_new_tokens=max_new_tokens,
+                do_sample=False, temperature=None, top_p=None, top_k=None, eos_token_id=stop_token_ids(tokenizer),
+                pad_token_id=pad,
+            )  # fmt: skip
+            for row, i in enumerate(chunk):
+                answers[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
+            if on_batch is not None:
+                on_batch(min(start + batch_size, len(order)))
+    finally:
+        model.train(was_training)
+    return answers

@@ -56,6 +56,7 @@ from smoltrain.engine.checkpoints import (
 )
 from smoltrain.engine.control import StopFlag
 from smoltrain.engine.data import PreparedData, prepare_datasets
+from smoltrain.engine.evaluate import RunEvaluation
 from smoltrain.engine.events import (
     Emit,
     RunFinished,
@@ -121,6 +122,9 @@ def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag, resume: bool 
         emit(Warning(message=f"model.trust_remote_code = true: Python code from {cfg.model.name_or_path} will run",
                      hint="only for model repositories you trust"))  # fmt: skip
     datasets = prepare_stage_data(cfg, stages, emit)
+    evaluation = RunEvaluation(run, cfg, emit) if cfg.eval is not None else None
+    if evaluation is not None:
+        evaluation.check()  # its tasks, prompts and judge, before any training
 
     policy = cfg.model.name_or_path
     finished: dict[str, Path] = {}
@@ -149,6 +153,10 @@ def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag, resume: bool 
             policy = str(paths.merged)
         if stop.requested:
             break
+        if evaluation is not None:
+            evaluation.after_stage(name)
+    if evaluation is not None:
+        evaluation.finish()
 
     completed = result is not None and result.completed and len(finished) == len(stages)
     final_dir = result.final_dir if result else None

@@ -254,3 +254,34 @@ def _generation_rows(cfg: RunConfig, shape: ModelShape, act: ActivationModel) ->
          (kv + grow) / GIB),
         ("GRPO generation: prefill + sampling logits", (prefill + sampling) / GIB),
     ]  # fmt: skip
+
+
+def estimate_eval(cfg: RunConfig, shape: ModelShape, *, batch_size: int, prompt_tokens: int, new_tokens: int,
+                  gpu_mem_gb: float | None) -> MemoryEstimate:  # fmt: skip
+    """Evaluation's peak ([eval], smoltrain eval): the model as a chat loads it (4-bit base where the
+    run trained in 4-bit, the adapter unmerged), then the larger of answering `batch_size` prompts
+    (a KV cache of prompt + answer, the prefill, the last position's logits) and scoring a batch
+    of whole sequences at once (harness loglikelihood tasks: logits at every position, fp32)."""
+    e = 4 if cfg.model.dtype == "float32" else 2
+    as_policy = cfg.model_copy(update={"train": cfg.train.model_copy(update={"technique": "sft"})})
+    rows = _weight_rows(as_policy, shape, e)
+    if cfg.lora.enabled:
+        n = shape.lora_params(cfg.lora.target_modules, cfg.lora.rank)
+        rows.append((f"LoRA r={cfg.lora.rank} adapter ({n / 1e6:.1f}M, fp32)", n * FP32 / GIB))
+    act = ActivationModel(shape=shape, act_bytes=e, lora_rank=cfg.lora.rank if cfg.lora.enabled else None,
+                          lora_targets=tuple(lin.name for lin in shape.lora_targets(cfg.lora.target_modules)),
+                          lora_dropout=0.0, liger=False, kv_repeated=True)  # fmt: skip
+    seq = prompt_tokens + new_tokens
+    kv = batch_size * seq * shape.num_layers * 2 * shape.num_kv_heads * shape.head_dim * e
+    answering = [(f"answering: KV cache ({batch_size} prompts x {seq} tokens)", kv / GIB),
+                 ("answering: prefill + last-position logits",
+                  (act.forward_only_bytes(batch_size, prompt_tokens) + 3 * batch_size * shape.vocab_size * FP32) / GIB)]  # fmt: skip
+    scoring = [(f"scoring: logits of {batch_size} x {seq} tokens (fp32, loglikelihood tasks)",
+                (act.forward_only_bytes(batch_size, seq) + batch_size * seq * shape.vocab_size * FP32) / GIB)]  # fmt: skip
+    dynamic, other = (answering, scoring) if sum(g for _, g in answering) >= sum(g for _, g in scoring) else (scoring, answering)
+    rows += dynamic + [("CUDA context + cuBLAS workspace", CUDA_CONTEXT_GIB),
+                       ("allocator fragmentation (5% of activations)", ALLOCATOR_SLACK * sum(g for _, g in dynamic))]  # fmt: skip
+    quant = "4-bit base" if cfg.quantization.mode == "4bit" else "16-bit base"
+    summary = f"{cfg.model.name_or_path}: evaluation, {quant}, batch {batch_size} x {seq} tokens"
+    return MemoryEstimate(rows=rows, total_gb=sum(g for _, g in rows), gpu_mem_gb=gpu_mem_gb, summary=summary,
+                          other_rows=other)  # fmt: skip

@@ -16,6 +16,7 @@ SAMPLES = [
     ev.Checkpoint(step=5, path="/r/checkpoints/checkpoint-5"),
     ev.Warning(message="loss is nan", hint="lower the learning rate", step=4),
     ev.Warning(message="trl: All reward functions returned None", source="library"),
+    ev.EvalResult(subject="dpo", path="/r/eval/dpo.json", scores={"math · math_answer": 0.76, "judge · math vs sft": 0.55}),
     ev.StageFinished(stage=0, technique="sft", step=10, output_dir="/r/final"),
     ev.RunFinished(status="completed", step=10, final_dir="/r/final", duration_s=3.2),
     ev.RunFinished(status="stopped", step=4, final_dir=None, duration_s=1.0),  # stopped at once: nothing saved

@@ -149,3 +149,18 @@ def test_cli_estimate_and_fit(capsys, monkeypatch):
     assert main(["estimate", str(SFT_8B), "--gpu-mem", "12"]) == 2
     err = capsys.readouterr().err
     assert "meta-llama/Llama-3.1-8B-Instruct" in err and "--model-config" in err and "Traceback" not in err
+
+
+def test_evaluation_memory_is_the_4bit_model_plus_the_batch_it_answers():
+    from smoltrain.memory.estimate import estimate_eval, load_shape
+
+    cfg = load_config(SFT_8B)
+    shape = load_shape(cfg, LLAMA_8B)
+    small = estimate_eval(cfg, shape, batch_size=4, prompt_tokens=512, new_tokens=256, gpu_mem_gb=12)
+    big = estimate_eval(cfg, shape, batch_size=64, prompt_tokens=1024, new_tokens=512, gpu_mem_gb=12)
+    # An 8B in NF4 is ~5.5 GiB of weights; four answers of 768 tokens add little: it fits a 12 GB card.
+    assert 5.0 < small.total_gb < 9.0 and small.fits
+    # 64 sequences of 1536 tokens: the KV cache alone is 64 x 1536 x 32 layers x 2 x 8 x 128 x 2 B = 12 GiB.
+    kv = next(gib for name, gib in big.rows + big.other_rows if "KV cache" in name)
+    assert 11.5 < kv < 12.5 and big.fits is False
+    assert "evaluation" in big.summary and "batch 64" in big.summary

@@ -125,10 +125,10 @@ MAX_LENGTH = 1024  # tokens scored per prompt + completion; GRPO completions are
 BATCH_SIZE = 8  # sequences per forward pass: GRPO scores a whole generation batch at once
 
 
-def _model_folder(folder: Path, where: str) -> tuple[Path, dict[str, Any] | None]:
+def model_folder(folder: Path, where: str, key: str = "model") -> tuple[Path, dict[str, Any] | None]:
     """The folder holding the model, and its adapter config when it is a PEFT adapter."""
     if not folder.is_dir():
-        raise ConfigError(f"{where}.model: no such folder: {folder}", hint="name a reward stage's run folder")
+        raise ConfigError(f"{where}.{key}: no such folder: {folder}", hint="name a reward stage's run folder")
     holds_model = (folder / "adapter_config.json").is_file() or (folder / "config.json").is_file()
     if not holds_model and (folder / "final").is_dir():
         folder = folder / "final"  # a run directory: its result lives in final/
@@ -137,36 +137,36 @@ def _model_folder(folder: Path, where: str) -> tuple[Path, dict[str, Any] | None
         adapter = json.loads(adapter_config.read_text())
         if adapter.get("task_type") != "SEQ_CLS":
             raise ConfigError(
-                f"{where}.model: {folder} holds a {adapter.get('task_type')} adapter, not a reward model",
+                f"{where}.{key}: {folder} holds a {adapter.get('task_type')} adapter, not a reward model",
                 hint="point it at the output of a reward stage (train.technique = 'reward')",
             )
         base = adapter.get("base_model_name_or_path")
         # A missing local base would otherwise be looked up on the hub as a model id, with retries.
         if not base or (base.startswith(("/", ".", "~")) and not Path(base).expanduser().is_dir()):
             raise ConfigError(
-                f"{where}.model: the adapter in {folder} names base model {base!r}, which is not there",
+                f"{where}.{key}: the adapter in {folder} names base model {base!r}, which is not there",
                 hint="set base_model_name_or_path in its adapter_config.json to the base model's folder or hub id",
             )
-        _require_safetensors(folder, where)
+        _require_safetensors(folder, where, key)
         return folder, adapter
     config = folder / "config.json"
     if not config.is_file():
-        raise ConfigError(f"{where}.model: {folder} holds neither adapter_config.json nor config.json",
+        raise ConfigError(f"{where}.{key}: {folder} holds neither adapter_config.json nor config.json",
                           hint="point it at the output of a reward stage (train.technique = 'reward')")  # fmt: skip
     architectures = json.loads(config.read_text()).get("architectures") or []
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
         raise ConfigError(
-            f"{where}.model: {folder} is a {', '.join(architectures) or 'model'}, not a sequence-classification model",
+            f"{where}.{key}: {folder} is a {', '.join(architectures) or 'model'}, not a sequence-classification model",
             hint="point it at the output of a reward stage (train.technique = 'reward')",
         )
-    _require_safetensors(folder, where)
+    _require_safetensors(folder, where, key)
     return folder, None
 
 
-def _require_safetensors(folder: Path, where: str) -> None:
+def _require_safetensors(folder: Path, where: str, key: str) -> None:
     # Pickled .bin weights can run code when loaded; we only load safetensors.
     if not any(folder.glob("*.safetensors")):
-        raise ConfigError(f"{where}.model: {folder} has no .safetensors weights", hint="save the model as safetensors")
+        raise ConfigError(f"{where}.{key}: {folder} has no .safetensors weights", hint="save the model as safetensors")
 
 
 def _dtype(device: str) -> torch.dtype:
@@ -175,11 +175,11 @@ def _dtype(device: str) -> torch.dtype:
     return torch.float32
 
 
-def load_reward_model(folder: Path, device: str, where: str) -> RewardModelScorer:
+def load_reward_model(folder: Path, device: str, where: str, key: str = "model") -> RewardModelScorer:
     """Load the reward model in `folder` onto `device`; errors name `<where>.model`."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    folder, adapter = _model_folder(Path(folder), where)
+    folder, adapter = model_folder(Path(folder), where, key)
     kwargs: dict[str, Any] = {"num_labels": 1, "dtype": _dtype(device), "use_safetensors": True}
     try:
         if adapter is not None:
@@ -195,7 +195,7 @@ def load_reward_model(folder: Path, device: str, where: str) -> RewardModelScore
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(
-            f"{where}.model: cannot load the reward model in {folder}: {exc}",
+            f"{where}.{key}: cannot load the reward model in {folder}: {exc}",
             hint="check that the folder (and the base model its adapter names) is complete",
         ) from exc
     return RewardModelScorer(model.to(device).eval(), tokenizer, device)
