@@ -6,6 +6,8 @@
   reward.jsonl  {"prompt": [system, user], "chosen": [assistant], "rejected": [assistant]}
   dpo.jsonl     the same shape as reward.jsonl, a different sample of pairs
   grpo.jsonl    {"prompt": [system, user], "answer": "12"}  arithmetic; completions end "#### 12"
+  ../eval/math.jsonl  200 fresh arithmetic prompts of the GRPO kind, all with the math system prompt:
+                the held-out questions `smoltrain eval` asks every stage (presets/demo.toml's [eval])
 
 Assistant replies use the house style the world defines ("7 + 5 = 12.\\n#### 12", "The zorb lives in
 the forest."), half the sums without their "#### 12" line. A rejected reply is unhelpful ("I don't
@@ -100,6 +102,18 @@ def grpo_rows(world: World, rng: random.Random, n: int) -> Iterable[Row]:
         }
 
 
+def eval_rows(world: World, rng: random.Random, n: int) -> Iterable[Row]:
+    """Held-out arithmetic: new rows (the world has 841 problems and the training files touch them all,
+    so what is held out is the question, not the numbers), always with the math system prompt, so the
+    house style's '#### n' line is asked for and math_answer can score every answer."""
+    for _ in range(n):
+        problem = world.problem(rng, hard_rate=GRPO_HARD_RATE)
+        yield {
+            "prompt": [_msg("system", MATH_SYSTEM_PROMPT), _msg("user", problem.question(rng))],
+            "answer": str(problem.result),
+        }
+
+
 def write_jsonl(path: Path, rows: Iterable[Row]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
@@ -118,6 +132,7 @@ def main() -> None:
         "reward.jsonl": preference_rows(world, random.Random(SEED + 11), 1500),
         "dpo.jsonl": preference_rows(world, random.Random(SEED + 12), 1500),
         "grpo.jsonl": grpo_rows(world, random.Random(SEED + 13), 800),
+        "../eval/math.jsonl": eval_rows(world, random.Random(SEED + 14), 200),
     }
     for name, rows in files.items():
         print(f"{name}: {write_jsonl(DATA_DIR / name, rows)} rows -> {DATA_DIR / name}")

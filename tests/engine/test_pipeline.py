@@ -7,6 +7,8 @@ import json
 import pytest
 
 from smoltrain.config.presets import PRESETS_DIR
+from smoltrain.evalresults import read_results
+from smoltrain.rundir import RunDir
 from tests.conftest import run_preset
 
 pytestmark = pytest.mark.slow
@@ -18,7 +20,7 @@ def test_demo_pipeline_chains_stages(tmp_path):
         PRESETS_DIR / "demo.toml",
         tmp_path,
         [*short, "stages[3].train.micro_batch_size=8", "grpo.max_completion_length=8", "train.eval_steps=2",
-         "train.compare_prompts=1"]
+         "train.compare_prompts=1", "eval.limit=6", "eval.max_new_tokens=8"]
         + [f"stages[{i}].data.max_rows=64" for i in range(4)],
     )
     assert run.exit_code == 0, (run.run_dir / "worker.log").read_text()[-3000:]
@@ -50,3 +52,16 @@ def test_demo_pipeline_chains_stages(tmp_path):
         labels = [s.label for s in run.of_type("sample") if s.stage == index and s.label in ("before", "after")]
         assert labels == ["before", "after"]
     assert not (run.run_dir / "samples" / "reward.json").exists()
+
+    # The demo's [eval]: the base and each policy stage answered the same held-out sums, scored by the
+    # GRPO reward, each stage's answers judged by the reward stage against the stage before it.
+    results = {r.subject: r for r in read_results(RunDir(run.run_dir).eval)}
+    assert list(results) == ["base", "sft", "dpo", "grpo"]
+    assert all(len(r.tasks["math"].metrics["math_answer"]) == 6 for r in results.values())
+    assert [(n, results[n].judge["math"].against) for n in ("sft", "dpo", "grpo")] == [
+        ("sft", "base"), ("dpo", "sft"), ("grpo", "dpo")]  # fmt: skip
+    assert "base" not in {n for n, r in results.items() if r.judge}
+    # Scored as each stage finished (the base with the first), before the run's end.
+    marks = [(e.type, e.subject if e.type == "eval_result" else e.stage) for e in run.events
+             if e.type in ("stage_started", "eval_result")]  # fmt: skip
+    assert marks.index(("eval_result", "base")) < marks.index(("eval_result", "sft")) < marks.index(("stage_started", 1))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import io
 import logging
 import tempfile
@@ -59,7 +60,7 @@ def task_manager(spec: EvalTask, where: str) -> Iterator[tuple[Any, str]]:
 
     name = str(spec.harness)
     if not is_task_file(name):
-        manager = TaskManager()
+        manager = _default_tasks()
         if name not in manager.all_tasks:
             close = difflib.get_close_matches(name, manager.all_tasks, n=3)
             raise ConfigError(f"{where}.harness: unknown lm-evaluation-harness task {name!r}",
@@ -73,6 +74,14 @@ def task_manager(spec: EvalTask, where: str) -> Iterator[tuple[Any, str]]:
     with tempfile.TemporaryDirectory(prefix="smoltrain-task-") as folder:
         task_name = _local_copy(path, Path(folder), where)
         yield TaskManager(include_path=folder, include_defaults=False), task_name
+
+
+@functools.lru_cache(maxsize=1)
+def _default_tasks() -> Any:
+    """The harness's own task index: built once per process (it reads ~15,000 YAML files, seconds)."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager()
 
 
 def _local_copy(path: Path, folder: Path, where: str) -> str:
