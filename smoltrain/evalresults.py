@@ -241,7 +241,7 @@ class Regression:
 
     @property
     def hint(self) -> str:
-        return facts(self.technique).regression_remedy if self.technique in _TECHNIQUES else ""
+        return remedy(self.technique)
 
 
 _TECHNIQUES = ("sft", "reward", "dpo", "grpo")
@@ -253,19 +253,42 @@ def regressions(results: list[SubjectResults]) -> list[Regression]:
     found = []
     for table in tables(results):
         for row in table.rows:
-            change = row.change
-            if change is None or row.against is None or change.n < 2:
-                continue
-            worse = change.high < 0 if table.higher_is_better else change.low > 0
-            if worse:
+            if row.change is not None and row.against is not None and verdict(row.change, table.higher_is_better) == "WORSE":
                 found.append(Regression(row.subject, technique.get(row.subject, ""), row.against, table.task,
-                                        table.metric, change))  # fmt: skip
+                                        table.metric, row.change))  # fmt: skip
     return found
 
 
 def judge_regressions(results: list[SubjectResults]) -> list[JudgeRow]:
     """Stages the judge prefers the earlier answers to, beyond the interval (win rate below 0.5)."""
     return [row for row in judge_rows(results) if row.win_rate.n >= 2 and row.win_rate.high < 0.5]
+
+
+def verdict(change: Estimate | None, higher_is_better: bool) -> str:
+    """"better" or "WORSE" where the interval of the change excludes zero; "" within it, or with nothing to compare."""
+    if change is None or change.n < 2:
+        return ""
+    better = change.low > 0 if higher_is_better else change.high < 0
+    worse = change.high < 0 if higher_is_better else change.low > 0
+    return "better" if better else "WORSE" if worse else ""
+
+
+def remedy(technique: str) -> str:
+    """What to try when evaluation finds a stage of this technique made the model worse ("" when none is known)."""
+    return facts(technique).regression_remedy if technique in _TECHNIQUES else ""
+
+
+def judge_regression_message(row: JudgeRow) -> str:
+    return (f"eval: the judge ({row.judge}) prefers {row.against}'s answers to stage {row.subject}'s on "
+            f"{row.task} (win rate {row.win_rate.render()}, below 0.5 beyond the 95% interval)")  # fmt: skip
+
+
+def regression_warnings(results: list[SubjectResults]) -> list[tuple[str, str]]:
+    """Every regression the results show, scored or judged, as (message, hint) in the worker's words."""
+    technique = {r.subject: r.technique for r in results}
+    found = [(r.message, r.hint) for r in regressions(results)]
+    found += [(judge_regression_message(row), remedy(technique.get(row.subject, ""))) for row in judge_regressions(results)]
+    return found
 
 
 def render(results: list[SubjectResults]) -> list[str]:
@@ -279,12 +302,8 @@ def render(results: list[SubjectResults]) -> list[str]:
         lines.append(f"{table.task} · {table.metric}{direction}, {table.items} items (± 95% interval)")
         for row in table.rows:
             change = f"   {row.change.render(signed=True)} vs {row.against}" if row.change else ""
-            flag = ""
-            if row.change is not None and row.change.n >= 2:
-                better = row.change.low > 0 if table.higher_is_better else row.change.high < 0
-                worse = row.change.high < 0 if table.higher_is_better else row.change.low > 0
-                flag = "  better" if better else "  WORSE" if worse else ""
-            lines.append(f"  {row.subject:<{width}}{row.score.render():<16}{change}{flag}")
+            flag = verdict(row.change, table.higher_is_better)
+            lines.append(f"  {row.subject:<{width}}{row.score.render():<16}{change}{'  ' + flag if flag else ''}")
     judged = judge_rows(results)
     if judged:
         lines.append("judge · win rate (wins + half the ties; 0.5 = no preference)")

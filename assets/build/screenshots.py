@@ -6,7 +6,7 @@
 
 Run it from the folder that holds `runs/`: the home screen lists those runs. It walks the wizard
 (demo model, SFT, the demo chats with their preview, settings, review) and opens the given run's
-curves and samples, at 100x32, through Textual's Pilot: what a user sees, without a terminal.
+curves, samples and evaluation, at 100x32, through Textual's Pilot: what a user sees, without a terminal.
 """
 
 from __future__ import annotations
@@ -52,6 +52,17 @@ async def take(run_dir: Path) -> None:
         app.save_screenshot("run-samples.svg", str(OUT))
 
 
+async def take_eval(run_dir: Path) -> None:
+    """The demo run's Eval tab: the base and each stage on the held-out sums, and the judge."""
+    app = SmoltrainApp(runs_dir=str(run_dir.parent))
+    async with app.run_test(size=(100, 34)) as pilot:
+        app.open_run(run_dir)
+        await pilot.pause(1)
+        await pilot.press("6")
+        await pilot.pause(0.5)
+        app.save_screenshot("run-eval.svg", str(OUT))
+
+
 async def take_result(run_dir: Path) -> None:
     """A finished SFT run's Result tab: its before/after answers side by side, and the exports."""
     app = SmoltrainApp(runs_dir=str(run_dir.parent))
@@ -76,6 +87,7 @@ if __name__ == "__main__":
     if len(sys.argv) not in (2, 3) or not all((Path(a) / "events.jsonl").exists() for a in sys.argv[1:]):
         sys.exit(__doc__)
     asyncio.run(take(Path(sys.argv[1]).resolve()))
+    asyncio.run(take_eval(Path(sys.argv[1]).resolve()))
     if len(sys.argv) == 3:
         asyncio.run(take_result(Path(sys.argv[2]).resolve()))
     print(f"screenshots in {OUT}")

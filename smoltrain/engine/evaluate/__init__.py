@@ -41,9 +41,8 @@ from smoltrain.evalresults import (
     SubjectResults,
     TaskScores,
     estimate,
-    judge_regressions,
     read_results,
-    regressions,
+    regression_warnings,
     write_subject,
 )
 from smoltrain.rundir import RunDir
@@ -183,14 +182,7 @@ class Evaluator:
 
     def report(self) -> list[Warning]:
         """Warnings for every stage that made the model worse, beyond the interval; also emitted."""
-        results = read_results(self.folder)
-        found = [Warning(message=r.message, hint=r.hint) for r in regressions(results)]
-        for row in judge_regressions(results):
-            found.append(Warning(
-                message=f"eval: the judge ({row.judge}) prefers {row.against}'s answers to stage {row.subject}'s on "
-                        f"{row.task} (win rate {row.win_rate.render()}, below 0.5 beyond the 95% interval)",
-                hint=facts(_technique(results, row.subject)).regression_remedy if _technique(results, row.subject) else "",
-            ))  # fmt: skip
+        found = [Warning(message=message, hint=hint) for message, hint in regression_warnings(read_results(self.folder))]
         for warning in found:
             if self.emit is not None:
                 self.emit(warning)
@@ -199,10 +191,6 @@ class Evaluator:
     def release(self) -> None:
         self._judge = None
         _release_memory()
-
-
-def _technique(results: list[SubjectResults], subject: str) -> str:
-    return next((r.technique for r in results if r.subject == subject and r.technique != "base"), "")
 
 
 def _headline(results: SubjectResults) -> dict[str, float]:

@@ -2,7 +2,8 @@
 
 A timer reads what the worker appended to events.jsonl every POLL_S seconds, feeds a RunState and
 redraws the progress line, the plots, the GRPO samples and the log; the Result tab adds each policy
-stage's before/after answers side by side and the exports, and "Try it" asks the trained model and its
+stage's before/after answers side by side and the exports; Eval shows what evaluation found
+(widgets/eval_panel.py, read again when an EvalResult event arrives); "Try it" asks the trained model and its
 starting model a prompt of the user's (widgets/try_it.py; generation in a child process) (the headless printer's own
 lines, so both front ends word things the same). Keys: save a checkpoint now, stop and save (after a
 confirm), back to home; leaving never stops the run, and the app asks before quitting over one.
@@ -34,7 +35,7 @@ from textual.widgets import (
 )
 
 from smoltrain import runner
-from smoltrain.engine.events import RunFailed, Sample, Warning
+from smoltrain.engine.events import EvalResult, RunFailed, Sample, Warning
 from smoltrain.errors import SmoltrainError
 from smoltrain.headless import Printer
 from smoltrain.rundir import EventReader, RunDir, running_worker
@@ -42,6 +43,7 @@ from smoltrain.runstate import RunState, format_duration
 from smoltrain.tui.runs import display_path
 from smoltrain.tui.screens.dialogs import ChoiceDialog
 from smoltrain.tui.series import panels
+from smoltrain.tui.widgets.eval_panel import EvalPanel
 from smoltrain.tui.widgets.export_pane import ExportPane
 from smoltrain.tui.widgets.plots import PlotGrid
 from smoltrain.tui.widgets.try_it import TryIt
@@ -107,6 +109,7 @@ class RunScreen(Screen[None]):
         Binding("3", "tab('log')", "Log", show=False),
         Binding("4", "tab('result')", "Result", show=False),
         Binding("5", "tab('try')", "Try it", show=False),
+        Binding("6", "tab('eval')", "Eval", show=False),
     ]
 
     def __init__(self, run_dir: Path, handle: runner.RunHandle | None = None) -> None:
@@ -140,6 +143,8 @@ class RunScreen(Screen[None]):
                 yield ExportPane(self.run_dir, id="exports")
             with TabPane("Try it [5]", id="try"):
                 yield self.try_it
+            with TabPane("Eval [6]", id="eval"), VerticalScroll():
+                yield EvalPanel(self.run_dir, id="eval-panel")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -161,6 +166,8 @@ class RunScreen(Screen[None]):
                 self._printer.render(event)
             if isinstance(event, Warning) and event.source == "smoltrain" and self._live:  # news, not history
                 self.notify(event.message + (f"\n{event.hint}" if event.hint else ""), title="warning", severity="warning", timeout=8)
+        if not self._live or any(isinstance(event, EvalResult) for event in events):
+            self.query_one(EvalPanel).refresh_results()  # the first read: a past run's results, or `smoltrain eval`'s
         if events:
             self._show_result()  # also after a RunStarted: a resumed run is not finished any more
             self._redraw()
@@ -255,6 +262,10 @@ class RunScreen(Screen[None]):
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "eval":  # `smoltrain eval` in another terminal writes results without an event here
+            self.query_one(EvalPanel).refresh_results()
 
     def action_save_now(self) -> None:
         if self.state.ended:
