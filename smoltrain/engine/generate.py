@@ -37,13 +37,16 @@ class GenerationSettings:
 GREEDY = GenerationSettings(temperature=0.0)
 
 
-def prompt_ids(tokenizer: Any, prompt: Prompt) -> list[int]:
-    """The ids the model answers after: the chat template's rendering up to the assistant header."""
+def prompt_ids(tokenizer: Any, prompt: Prompt, template: ChatTemplate | None = None) -> list[int]:
+    """The ids the model answers after: the chat template's rendering up to the assistant header, the
+    turns fitted to the template first (a system turn folded into the first user turn where the
+    template refuses or drops one, as training does). Pass `template` to probe it once for many prompts."""
     if isinstance(prompt, str):
-        if has_chat_template(tokenizer):
-            return ChatTemplate(tokenizer).prompt_ids([{"role": "user", "content": prompt}])
-        return list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
-    return ChatTemplate(tokenizer).prompt_ids(list(prompt))
+        if not has_chat_template(tokenizer):
+            return list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+        prompt = [{"role": "user", "content": prompt}]
+    template = template or ChatTemplate(tokenizer)
+    return template.prompt_ids(template.fit(list(prompt), generation_prompt=True)[0])
 
 
 def stop_token_ids(tokenizer: Any) -> list[int]:
@@ -117,7 +120,8 @@ def generate_batch(model: Any, tokenizer: Any, prompts: Sequence[Prompt], max_ne
     its prompt ends); the same answers `generate` gives one by one, up to float rounding in padded
     batches. `on_batch` hears how many are done after each batch."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    encoded = [prompt_ids(tokenizer, p) for p in prompts]
+    template = ChatTemplate(tokenizer) if has_chat_template(tokenizer) else None
+    encoded = [prompt_ids(tokenizer, p, template) for p in prompts]
     # Longest first: similar lengths share a batch (less padding), and running out of memory happens at once.
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
     answers: list[str] = [""] * len(encoded)

@@ -87,6 +87,8 @@ def test_bad_input_is_one_line_and_exit_2(todays_demo, capsys, tmp_path, monkeyp
     assert "CAUSAL_LM adapter, not a reward model" in err
     err = _one_line_error(capsys, ["eval", run, "--stage", "grpo"])
     assert "no stage of that name" in err and "sft, dpo" in err
+    err = _one_line_error(capsys, ["eval", str(ROOT / "assets" / "tiny-llama")])
+    assert "needs --tasks" in err
     err = _one_line_error(capsys, ["eval", run, "--tasks", str(tmp_path / "nope.jsonl")])
     assert "nope.jsonl" in err
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -236,7 +236,7 @@ def _load_hub(path: str, config: str | None, split: str) -> LoadedData:
     requested = _offline_requested()
     offline = requested or not _hub_reachable()
     try:
-        with _forced_offline() if offline else contextlib.nullcontext():
+        with forced_offline() if offline else contextlib.nullcontext():
             ds = datasets.load_dataset(path, name=config, split=split)
     except (ConnectionError, FileNotFoundError) as e:
         if offline:
@@ -270,7 +270,12 @@ def hub_offline_context(path: str) -> contextlib.AbstractContextManager[None]:
     is used at once and a missing one fails at once (the model loader shares this with the data)."""
     if is_local(path) or _offline_requested() or _hub_reachable():
         return contextlib.nullcontext()
-    return _forced_offline()
+    return forced_offline()
+
+
+def hub_offline_now() -> bool:
+    """The hub cannot be used now: offline mode asked for (even after the libraries were imported), or no network."""
+    return _offline_requested() or not _hub_reachable()
 
 
 def _offline_requested() -> bool:
@@ -298,7 +303,7 @@ def _hub_reachable() -> bool:
 
 
 @contextlib.contextmanager
-def _forced_offline() -> Iterator[None]:
+def forced_offline() -> Iterator[None]:
     """Offline mode for one call: `load_dataset` then uses a cached copy at once, or fails at once."""
     import datasets.config
     from huggingface_hub import constants

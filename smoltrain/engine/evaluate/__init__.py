@@ -95,8 +95,7 @@ class Evaluator:
                     raise ConfigError(f"{where}: prompts task {task.label!r} has nothing to score its answers",
                                       hint='give it rewards = [{ name = "math_answer" }] (or the like), or add an [eval.judge]')  # fmt: skip
             else:
-                with harness.task_manager(task, where):
-                    pass
+                harness.check_task(task, where)
         labels = [t.label for t in self.section.tasks]
         for label in {x for x in labels if labels.count(x) > 1}:
             raise ConfigError(f"eval.tasks: two tasks are called {label!r}", hint="give one of them a name = \"...\"")
@@ -134,7 +133,7 @@ class Evaluator:
             else:
                 asked = prompts.load_prompts(task, section.limit, where)
                 answers = prompts.answer(model, tokenizer, asked, max_new_tokens=section.max_new_tokens,
-                                         batch_size=section.batch_size)  # fmt: skip
+                                         batch_size=section.batch_size, where=where)  # fmt: skip
                 specs = self.rewards_of(task)
                 metrics = prompts.score(specs, asked, answers, resolve_model=self.resolve_model, device=device)
                 results.tasks[task.label] = TaskScores(kind="prompts", metrics=metrics,

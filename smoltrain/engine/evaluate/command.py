@@ -118,6 +118,9 @@ def _evaluate_run(run: RunDir, *, tasks: str | None, stages: list[str], limit: i
     section = _section(cfg.eval or EvalSection(), tasks, rewards, limit, system_prompt, batch_size, judge_section)
     if stages:
         section = section.model_copy(update={"stages": stages})
+    if not section.tasks:
+        raise ConfigError(f"{run.root}: its preset has no [eval] section and no --tasks were given",
+                          hint="e.g. --tasks gsm8k --limit 100, or --tasks held_out.jsonl --rewards math_answer")  # fmt: skip
     pid = running_worker(run.root)
     if pid is not None:
         raise ConfigError(f"{run.root} is still training (worker pid {pid})",

@@ -144,35 +144,56 @@ def _lm_class() -> Any:
     return SmoltrainLM
 
 
+def check_task(spec: EvalTask, where: str) -> None:
+    """The task is known and its data can be read now (downloaded, or from the cache when offline):
+    before any weights load."""
+    with task_manager(spec, where) as (manager, name), _quiet(), _offline_if_needed():
+        _load(manager, name, where)
+
+
 def run_task(model: Any, tokenizer: Any, spec: EvalTask, *, limit: int | None, batch_size: int, where: str) -> TaskScores:
     """Score the loaded model on one harness task: per-item scores of each metric (and filter)."""
     lm_eval = _lm_eval()
-    from smoltrain.engine.data.load import hub_offline_context
-
     marker = ChatTemplate(tokenizer).end_of_turn if has_chat_template(tokenizer) else None
-    with task_manager(spec, where) as (manager, name), _quiet(), hub_offline_context(name):
+    with task_manager(spec, where) as (manager, name), _quiet(), _offline_if_needed():
         lm = _lm_class()(model, tokenizer, batch_size, [marker] if marker else [])
+        tasks = _load(manager, name, where)
+        # The chat template for tasks the model answers; a loglikelihood task scores the raw continuation.
+        chat = has_chat_template(tokenizer) and any(t.OUTPUT_TYPE == "generate_until" for t in tasks)
         try:
-            tasks = list(manager.load([name])["tasks"].values())
-            # The chat template for tasks the model answers; a loglikelihood task scores the raw continuation.
-            chat = has_chat_template(tokenizer) and any(t.OUTPUT_TYPE == "generate_until" for t in tasks)
             out = lm_eval.simple_evaluate(
                 model=lm, tasks=[name], num_fewshot=spec.num_fewshot, limit=limit, task_manager=manager,
                 apply_chat_template=chat, fewshot_as_multiturn=chat and bool(spec.num_fewshot),
                 system_instruction=spec.system_prompt, log_samples=True, bootstrap_iters=0, verbosity="ERROR",
             )  # fmt: skip
         except (ConnectionError, OSError, ValueError) as exc:
-            raise _unreachable(spec, name, exc, where) from None
+            raise _unreachable(name, exc, where) from None
     if out is None:
         raise ConfigError(f"{where}.harness: the harness returned no results for {name!r}", hint="run it with lm_eval to see why")
     return _scores(out)
 
 
-def _unreachable(spec: EvalTask, name: str, exc: Exception, where: str) -> DataError:
-    from smoltrain.engine.data.load import hub_unreachable
+def _load(manager: Any, name: str, where: str) -> list[Any]:
+    """The task's Task objects (a group's subtasks), their data loaded: a user error if it cannot be."""
+    try:
+        return list(manager.load([name])["tasks"].values())
+    except (ConnectionError, OSError, ValueError) as exc:
+        raise _unreachable(name, exc, where) from None
+
+
+def _offline_if_needed() -> contextlib.AbstractContextManager[None]:
+    """Offline (asked for, or no network): the harness's dataset loads use the cache at once, or fail at
+    once, instead of ~25 s of retries per file."""
+    from smoltrain.engine.data.load import forced_offline, hub_offline_now
+
+    return forced_offline() if hub_offline_now() else contextlib.nullcontext()
+
+
+def _unreachable(name: str, exc: Exception, where: str) -> DataError:
+    from smoltrain.engine.data.load import hub_offline_now
 
     first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-    if hub_unreachable(name) or "offline" in first.lower() or "connect" in first.lower():
+    if hub_offline_now() or "offline" in first.lower() or "connect" in first.lower():
         return DataError(f"{where}.harness: the data of task {name!r} is not in the local Hugging Face cache, and the "
                          f"hub cannot be reached ({first})",
                          hint="connect once to download it, or give a task YAML over a local file (see docs/eval.md)",

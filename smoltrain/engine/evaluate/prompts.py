@@ -72,9 +72,16 @@ def _prompt_of(row: Row, system: str | None) -> Prompt | None:
     return turns
 
 
-def answer(model: Any, tokenizer: Any, prompts: PromptSet, *, max_new_tokens: int, batch_size: int,
-           on_batch: Callable[[int], None] | None = None) -> list[str]:  # fmt: skip
-    return generate_batch(model, tokenizer, prompts.prompts, max_new_tokens, batch_size=batch_size, on_batch=on_batch)
+def answer(model: Any, tokenizer: Any, prompts: PromptSet, *, max_new_tokens: int, batch_size: int, where: str) -> list[str]:
+    """Each model's greedy answers; a prompt the model's chat template refuses (even with its system turn
+    folded in) is a user error naming the file."""
+    from smoltrain.engine.data.convert import RowRejected
+
+    try:
+        return generate_batch(model, tokenizer, prompts.prompts, max_new_tokens, batch_size=batch_size)
+    except RowRejected as exc:
+        raise DataError(f"{where}.prompts: {prompts.source}: the model's chat template refuses a prompt ({exc})",
+                        hint="check the turns' order and roles against the template (smoltrain data shows what it takes)") from None  # fmt: skip
 
 
 def score(specs: Sequence[RewardFunction], prompts: PromptSet, answers: list[str], *,
