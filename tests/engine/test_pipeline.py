@@ -1,4 +1,5 @@
-"""A four-stage pipeline runs each stage from the previous policy's merged result and keeps every stage's output."""
+"""A four-stage pipeline runs each stage from the previous policy's merged result and keeps every stage's
+output, and its [eval] scores each stage as it finishes. (In this process: tests/conftest.py train_in_process.)"""
 
 from __future__ import annotations
 
@@ -9,21 +10,21 @@ import pytest
 from smoltrain.config.presets import PRESETS_DIR
 from smoltrain.evalresults import read_results
 from smoltrain.rundir import RunDir
-from tests.conftest import run_preset
+from tests.conftest import train_in_process
 
 pytestmark = pytest.mark.slow
 
 
 def test_demo_pipeline_chains_stages(tmp_path):
     short = [f"stages[{i}].train.max_steps=2" for i in range(4)]
-    run = run_preset(
+    run = train_in_process(
         PRESETS_DIR / "demo.toml",
         tmp_path,
         [*short, "stages[3].train.micro_batch_size=8", "grpo.max_completion_length=8", "train.eval_steps=2",
          "train.compare_prompts=1", "eval.limit=6", "eval.max_new_tokens=8"]
         + [f"stages[{i}].data.max_rows=64" for i in range(4)],
     )
-    assert run.exit_code == 0, (run.run_dir / "worker.log").read_text()[-3000:]
+    assert run.exit_code == 0, [e for e in run.events if e.type == "run_failed"]
 
     started = [(e.stage, e.technique, e.model) for e in run.of_type("stage_started")]
     assert [s[1] for s in started] == ["sft", "reward", "dpo", "grpo"]

@@ -47,7 +47,7 @@ def test_qlora_sft_trains_saves_and_reports(sft_preset, tmp_path):
 
 
 def test_the_saved_adapter_loads_and_generates(sft_preset, tmp_path):
-    run = run_preset(sft_preset, tmp_path, ["train.max_steps=5", "data.eval_fraction=0"])
+    run = train_in_process(sft_preset, tmp_path, ["train.max_steps=5", "data.eval_fraction=0"])
     assert run.exit_code == 0
     from peft import AutoPeftModelForCausalLM
     from transformers import AutoTokenizer

@@ -1,4 +1,7 @@
-"""Reward modelling, DPO and GRPO train a few steps of the tiny 4-bit model and log their own metrics."""
+"""Reward modelling, DPO and GRPO train a few steps of the tiny 4-bit model and log their own metrics.
+
+In this process (tests/conftest.py: train_in_process): the worker process around the engine has its
+own tests (test_sft_run.py, test_faults.py, test_resume.py), and each worker start costs CI seconds."""
 
 from __future__ import annotations
 
@@ -7,18 +10,19 @@ import math
 import pytest
 
 from smoltrain.config.presets import PRESETS_DIR
-from tests.conftest import run_preset, train_in_process
+from tests.conftest import train_in_process
 
 pytestmark = pytest.mark.slow
 QUICK = ["train.max_steps=4", "train.eval_steps=4", "train.logging_steps=1", "train.save_steps=100"]
 
 
 def worker_log(run) -> str:
-    return (run.run_dir / "worker.log").read_text()[-3000:]
+    failed = run.of_type("run_failed")
+    return failed[0].message if failed else ""
 
 
 def test_reward_model_logs_pairwise_accuracy(tmp_path):
-    run = run_preset(PRESETS_DIR / "demo-reward.toml", tmp_path, [*QUICK, "data.max_rows=200"])
+    run = train_in_process(PRESETS_DIR / "demo-reward.toml", tmp_path, [*QUICK, "data.max_rows=200"])
     assert run.exit_code == 0, worker_log(run)
     assert run.of_type("run_started")[0].active["4bit"].startswith("on")
     evals = run.of_type("eval")
@@ -28,7 +32,7 @@ def test_reward_model_logs_pairwise_accuracy(tmp_path):
 
 
 def test_dpo_logs_rewards_and_margins(tmp_path):
-    run = run_preset(PRESETS_DIR / "demo-dpo.toml", tmp_path, [*QUICK, "data.max_rows=200"])
+    run = train_in_process(PRESETS_DIR / "demo-dpo.toml", tmp_path, [*QUICK, "data.max_rows=200"])
     assert run.exit_code == 0, worker_log(run)
     metrics = [m.values for m in run.of_type("metrics") if "loss" in m.values]
     for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
@@ -40,7 +44,7 @@ def test_dpo_logs_rewards_and_margins(tmp_path):
 
 def test_grpo_logs_each_reward_and_emits_samples(tmp_path):
     # demo-grpo is SFT (to learn the answer format) then GRPO; both cut short here.
-    run = run_preset(
+    run = train_in_process(
         PRESETS_DIR / "demo-grpo.toml",
         tmp_path,
         ["stages[0].train.max_steps=2", "stages[1].train.max_steps=2", "stages[1].train.micro_batch_size=4",
