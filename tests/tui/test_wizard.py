@@ -198,3 +198,30 @@ async def test_review_checks_the_data_against_the_template_and_start_refuses_a_r
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert started == []
+
+
+async def test_a_bad_setting_keeps_the_wizard_on_the_form_and_the_preset_unchanged(workdir, no_preview):
+    """Issue 14, defect 1: `-0.001` for learning_rate (or `1e` for epochs, an emptied field) was dropped
+    silently and Next reached Review with the schema's default in the preset."""
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("n", "ctrl+n", "ctrl+n", "ctrl+n")
+        await pilot.pause()
+        screen = app.screen
+        before = tomllib.loads(screen.draft.to_toml())["train"].get("learning_rate")
+        field = screen.query_one("#field-train-learning_rate", Input)
+        for bad, said in (("-0.001", "greater than 0"), ("", "a value is needed"), ("1e", "valid number")):
+            field.value = bad
+            await pilot.pause()
+            for key in ("ctrl+n", "ctrl+r"):  # neither Next nor Start gets past it
+                await pilot.press(key)
+                await pilot.pause()
+                assert screen.index == 3, (bad, key)
+                problem = str(screen.query_one("#wizard-problem", Static).render())
+                assert "train.learning_rate" in problem and said in problem, problem
+            assert tomllib.loads(screen.draft.to_toml())["train"].get("learning_rate") == before
+        field.value = "0.002"
+        await pilot.pause()
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert screen.index == 4 and tomllib.loads(screen.draft.to_toml())["train"]["learning_rate"] == 0.002

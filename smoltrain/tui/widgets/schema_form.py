@@ -3,7 +3,9 @@ field's type (switch, select, number or text) and its help text taken from the f
 so the form, the preset docs and `--help` never disagree.
 
 Each change is validated against its section's pydantic model at once and posted as
-`SchemaForm.Changed(dotted_key, value)`; an invalid entry is marked and explained in place.
+`SchemaForm.Changed(dotted_key, value)`; an invalid entry is marked and explained in place, and kept
+in `errors` until it is fixed: `problem()` names it, and the wizard does not move on past it (the
+preset would otherwise silently keep the value from before, or the schema's default).
 Never imports torch.
 """
 
@@ -60,6 +62,14 @@ class SchemaForm(Widget):
     def __init__(self, fields: list[str], values: dict[str, Any], *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.fields, self.values = fields, values
+        self.errors: dict[str, tuple[str, Any]] = {}  # key -> (what is wrong, what was typed)
+
+    def problem(self) -> str | None:
+        """The first field whose entry is not valid, in words; None when every entry is."""
+        for key, (error, typed) in self.errors.items():
+            shown = "nothing" if typed is None or typed == "" else repr(typed)
+            return f"{key}: {error} (you entered {shown}); fix it, or press escape to go back"
+        return None
 
     def compose(self) -> ComposeResult:
         section = ""
@@ -114,6 +124,10 @@ class SchemaForm(Widget):
                     value = raw
         help_widget = self.query_one(f"#help-{key.replace('.', '-')}", Static)
         error = self._check(model, field, value, optional)
+        if error is None:
+            self.errors.pop(key, None)
+        else:
+            self.errors[key] = (error, raw)
         widget.set_class(error is not None, "-invalid")
         help_widget.set_class(error is not None, "error")
         help_widget.update(error or model.model_fields[field].description or "")
@@ -125,7 +139,9 @@ class SchemaForm(Widget):
     @staticmethod
     def _check(model: type[BaseModel], field: str, value: Any, optional: bool) -> str | None:
         if value is None:
-            return None if optional or model.model_fields[field].default is not None else "a value is needed"
+            # An emptied field that cannot be unset would fall back to the schema's default unseen.
+            default = model.model_fields[field].default
+            return None if optional else f"a value is needed (the default is {default})"
         try:
             model.__pydantic_validator__.validate_assignment(model.model_construct(), field, value)
         except ValidationError as exc:

@@ -80,12 +80,15 @@ class WizardScreen(Screen[None]):
         if isinstance(self.step, SettingsStep):
             self.step.fit()
 
-    def action_next(self) -> None:
+    def _leave_step(self) -> bool:
+        """Write the step into the draft; False (and the problem shown) when it holds what cannot be used."""
         problem = self.step.leave()
         if problem:
             self.query_one("#wizard-problem", Static).update(f"[b red]{problem}[/]")
-            return
-        if self.index < len(STEPS) - 1:
+        return not problem
+
+    def action_next(self) -> None:
+        if self._leave_step() and self.index < len(STEPS) - 1:
             self._show(self.index + 1)
 
     def action_back(self) -> None:
@@ -109,8 +112,8 @@ class WizardScreen(Screen[None]):
         return error is None
 
     def action_save_preset(self) -> None:
-        if self.index != len(STEPS) - 1:
-            self.step.leave()
+        if self.index != len(STEPS) - 1 and not self._leave_step():
+            return
         if self._ready():
             suggestion = f"my-{self.draft.technique}"
             self.app.push_screen(TextDialog("Save the preset as (a name):", suggestion), self._save_as)
@@ -122,7 +125,8 @@ class WizardScreen(Screen[None]):
 
     def action_start(self) -> None:
         if self.index != len(STEPS) - 1:
-            self._show(len(STEPS) - 1)
+            if self._leave_step():  # a bad entry on this step is not skipped over to the review
+                self._show(len(STEPS) - 1)
             return
         if not self._ready():
             return

@@ -84,9 +84,14 @@ class SettingsStep(Step):
 
     def _check(self) -> None:
         error = self.draft.error()
-        self.query_one("#settings-problem", Static).update(f"[b red]{error.render()}[/]" if error else "")
+        problem = self._form_problem() or (error.render() if error else None)
+        self.query_one("#settings-problem", Static).update(f"[b red]{problem}[/]" if problem else "")
         self.query_one(MemoryMeter).update_for(None if error else self.draft.validate())
+
+    def _form_problem(self) -> str | None:
+        forms = self.query(SchemaForm)
+        return forms.first().problem() if forms else None
 
     def leave(self) -> str | None:
         error = self.draft.error()
-        return error.render() if error else None
+        return self._form_problem() or (error.render() if error else None)
