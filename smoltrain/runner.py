@@ -124,6 +124,13 @@ def resume_checks(run_dir: Path) -> Path:
             f"{run_dir}: this run is still training (worker pid {pid})",
             hint="stop it first (Ctrl-C where it runs, x on its screen in the app), then resume it",
         )
+    if last is not None and last.type == "run_failed" and getattr(last, "user_error", False) and not _has_progress(run):
+        raise ConfigError(
+            f"{run_dir}: this run failed before it saved anything ({getattr(last, 'message', '')}); resuming "
+            "would fail again the same way",
+            hint=f"fix what the error names in {run.config} (or the preset), then run it again: "
+            f"smoltrain run {run.config} --name NEW_NAME",
+        )
     if isinstance(last, RunFinished) and last.status == "completed":
         raise ConfigError(
             f"{run_dir}: this run already finished (step {last.step}); there is nothing to resume",
@@ -131,6 +138,13 @@ def resume_checks(run_dir: Path) -> Path:
             f"smoltrain run {run_dir / 'config.toml'} --name NEW_NAME",
         )
     return run_dir
+
+
+def _has_progress(run: RunDir) -> bool:
+    """A complete checkpoint or a finished pipeline stage: what a resume continues from."""
+    from smoltrain.engine.checkpoints import newest_complete
+
+    return newest_complete(run) is not None or any(stage.done.is_file() for stage in run.stage_folders())
 
 
 def start(run_dir: Path, resume: bool = False) -> RunHandle:

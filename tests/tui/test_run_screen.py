@@ -166,3 +166,42 @@ async def test_the_result_tab_exports_through_the_cli_and_shows_what_it_says(wor
         assert pane.output[0] == f"$ smoltrain export {run_dir} --to merged"
         assert pane.output[-1] == "export failed (exit 2)"
         assert any(line.startswith("error: ") and "final" in line for line in pane.output), pane.output
+
+
+async def test_an_ended_run_offers_only_what_it_can_do(workdir):
+    """Issue 14, defect 6: a finished run offered save, stop and "back (run continues)"; a run that
+    failed before saving anything offered a resume that would fail again the same way."""
+    run_dir = install_run(workdir / "runs", "grpo-pipeline")  # a finished pipeline
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(120, 30)) as pilot:
+        app.open_run(run_dir)
+        await pilot.pause(2 * POLL_S)
+        screen = app.screen
+        assert screen.state.ended
+        shown = {b.binding.action: b.binding.description for b in screen.active_bindings.values() if b.enabled}
+        assert "save_now" not in shown and "stop" not in shown and "leave" not in shown
+        assert shown.get("back") == "Back"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, RunScreen), "escape still goes back"
+
+    failed = install_run(workdir / "runs", "dpo-partial", events=False)
+    (failed / "events.jsonl").write_text(
+        '{"type": "run_failed", "time": 1.0, "error_type": "DataError", "message": "x.jsonl: line 3: not valid JSON", '
+        '"hint": "fix it", "user_error": true}\n')  # fmt: skip
+    for checkpoint in failed.rglob("checkpoint-*"):
+        if checkpoint.is_dir():
+            import shutil
+
+            shutil.rmtree(checkpoint)
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(120, 30)) as pilot:
+        app.open_run(failed)
+        await pilot.pause(2 * POLL_S)
+        screen = app.screen
+        notified: list[str] = []
+        screen.notify = lambda message, **kw: notified.append(message)  # type: ignore[method-assign]
+        await pilot.press("r")
+        await pilot.pause()
+        assert screen.handle is None, "no worker started to fail again"
+        assert notified and "failed before it saved anything" in notified[-1] and "config.toml" in notified[-1]

@@ -104,6 +104,7 @@ class RunScreen(Screen[None]):
         Binding("x", "stop", "Stop & save"),
         Binding("r", "resume", "Resume"),
         Binding("escape", "leave", "Back (run continues)"),
+        Binding("escape", "back", "Back"),  # the same key, worded for a run that has ended (check_action)
         Binding("1", "tab('curves')", "Curves", show=False),
         Binding("2", "tab('samples')", "Samples", show=False),
         Binding("3", "tab('log')", "Log", show=False),
@@ -303,7 +304,14 @@ class RunScreen(Screen[None]):
         if action == "resume":  # in the footer only for a run that stopped before its end
             finished = self.state.finished
             return self.state.failed is not None or (finished is not None and finished.status != "completed")
+        if action in ("save_now", "stop", "leave"):  # nothing to save or stop, and no "run continues", once it ended
+            return not self.state.ended
+        if action == "back":
+            return self.state.ended
         return True
+
+    def action_back(self) -> None:
+        self.action_leave()
 
     def action_resume(self) -> None:
         """Continue a stopped or failed run from its last complete checkpoint, on this screen."""
