@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="smoltrain",
         description="Post-train an LLM on your one GPU: QLoRA SFT, reward models, DPO and GRPO from TOML presets, "
         "headless or in a terminal app (smoltrain with no command).",
-        epilog="Start with `smoltrain demo` (offline, CPU, about three minutes), then `smoltrain presets`.",
+        epilog="Start with `smoltrain demo` (offline, CPU, about four minutes), then `smoltrain presets`.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
