@@ -98,7 +98,11 @@ class TrainSection(Section):
     )
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
     epochs: float = Field(1.0, gt=0, description="Passes over the training data, when max_steps is unset.")
-    learning_rate: float = Field(2e-4, gt=0, lt=1, description="Peak learning rate. LoRA SFT: 1e-4 to 2e-4.")
+    learning_rate: float = Field(
+        2e-4, gt=0, lt=1,
+        description="Peak learning rate. LoRA SFT of a real model: 1e-4 to 2e-4; LoRA DPO: 5e-6 to 1e-4 (the tiny "
+        "demo model takes 1e-3 and 1e-4).",
+    )  # fmt: skip
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
         "cosine", description="How the learning rate decays after warmup."
     )

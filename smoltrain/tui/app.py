@@ -93,7 +93,13 @@ class SmoltrainApp(App[None]):
         return [h for h in self.handles.values() if h.process.poll() is None]
 
     async def action_quit(self) -> None:
+        from smoltrain.tui.screens.wizard import WizardScreen
+
         running = self.training()
+        if not running and isinstance(self.screen, WizardScreen):  # a new run's settings would be lost
+            question = "Quit, and lose this new run's settings? (ctrl+s in the wizard saves them as a preset.)"
+            self.push_screen(ChoiceDialog(question, [("Quit", "keep", "warning")]), self._on_quit_answer)
+            return
         if not running:
             self.exit()
             return

@@ -225,3 +225,24 @@ async def test_a_bad_setting_keeps_the_wizard_on_the_form_and_the_preset_unchang
         await pilot.press("ctrl+n")
         await pilot.pause()
         assert screen.index == 4 and tomllib.loads(screen.draft.to_toml())["train"]["learning_rate"] == 0.002
+
+
+async def test_q_in_the_wizard_asks_before_the_settings_are_lost(workdir, no_preview):
+    """Issue 14, defect 14: `q` quit an idle wizard at once, and the new run's settings with it."""
+    from smoltrain.tui.screens.dialogs import ChoiceDialog
+
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("n", "ctrl+n")  # the wizard, at the technique step (no text field has focus)
+        await pilot.pause()
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, ChoiceDialog) and "lose this new run's settings" in app.screen.question
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, WizardScreen) and app.is_running
+        await pilot.press("q")
+        await pilot.pause()
+        await pilot.click("#answer-keep")
+        await pilot.pause()
+        assert not app.is_running
