@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smoltrain.config.techniques import facts
+from smoltrain.config.techniques import FACTS, facts
 
 Z95 = 1.96
 Values = Sequence[float | None]
@@ -244,8 +244,6 @@ class Regression:
         return remedy(self.technique)
 
 
-_TECHNIQUES = ("sft", "reward", "dpo", "grpo")
-
 
 def regressions(results: list[SubjectResults]) -> list[Regression]:
     """Each subject that scores worse than the one before it on a metric, beyond the paired interval."""
@@ -275,7 +273,7 @@ def verdict(change: Estimate | None, higher_is_better: bool) -> str:
 
 def remedy(technique: str) -> str:
     """What to try when evaluation finds a stage of this technique made the model worse ("" when none is known)."""
-    return facts(technique).regression_remedy if technique in _TECHNIQUES else ""
+    return facts(technique).regression_remedy if technique in FACTS else ""  # "base" has none
 
 
 def judge_regression_message(row: JudgeRow) -> str:

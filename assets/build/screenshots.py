@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 from smoltrain.tui.app import SmoltrainApp
 from smoltrain.tui.screens.wizard.data_step import DataStep
@@ -52,14 +53,19 @@ async def take(run_dir: Path) -> None:
         app.save_screenshot("run-samples.svg", str(OUT))
 
 
+async def _open_tab(app: SmoltrainApp, pilot: Any, run_dir: Path, key: str) -> None:
+    """The run's screen, its events read, on the tab of `key`."""
+    app.open_run(run_dir)
+    await pilot.pause(1)
+    await pilot.press(key)
+    await pilot.pause(0.5)
+
+
 async def take_eval(run_dir: Path) -> None:
     """The demo run's Eval tab: the base and each stage on the held-out sums, and the judge."""
     app = SmoltrainApp(runs_dir=str(run_dir.parent))
     async with app.run_test(size=(100, 34)) as pilot:
-        app.open_run(run_dir)
-        await pilot.pause(1)
-        await pilot.press("6")
-        await pilot.pause(0.5)
+        await _open_tab(app, pilot, run_dir, "6")
         app.save_screenshot("run-eval.svg", str(OUT))
 
 
@@ -67,10 +73,7 @@ async def take_result(run_dir: Path) -> None:
     """A finished SFT run's Result tab: its before/after answers side by side, and the exports."""
     app = SmoltrainApp(runs_dir=str(run_dir.parent))
     async with app.run_test(size=(110, 40)) as pilot:
-        app.open_run(run_dir)
-        await pilot.pause(1)
-        await pilot.press("4")
-        await pilot.pause(0.5)
+        await _open_tab(app, pilot, run_dir, "4")
         app.save_screenshot("run-result.svg", str(OUT))
         await pilot.press("5")
         await pilot.click("#try-prompt")

@@ -87,6 +87,10 @@ class Evaluator:
         if not self.section.tasks:
             raise ConfigError("eval.tasks: nothing to evaluate on",
                               hint='add [[eval.tasks]] with harness = "gsm8k" (or a task YAML), or prompts = "held_out.jsonl"')  # fmt: skip
+        labels = [t.label for t in self.section.tasks]
+        twice = next((label for label in labels if labels.count(label) > 1), None)
+        if twice is not None:
+            raise ConfigError(f"eval.tasks: two tasks are called {twice!r}", hint="give one of them a name = \"...\"")
         for i, task in enumerate(self.section.tasks):
             where = f"eval.tasks[{i}]"
             if task.prompts is not None:
@@ -96,9 +100,6 @@ class Evaluator:
                                       hint='give it rewards = [{ name = "math_answer" }] (or the like), or add an [eval.judge]')  # fmt: skip
             else:
                 harness.check_task(task, where)
-        labels = [t.label for t in self.section.tasks]
-        for label in {x for x in labels if labels.count(x) > 1}:
-            raise ConfigError(f"eval.tasks: two tasks are called {label!r}", hint="give one of them a name = \"...\"")
         judge = self.section.judge
         if judge is not None and judge.reward_model is not None and judge.reward_model not in self.stage_names:
             from smoltrain.engine.techniques.external_rewards import model_folder

@@ -75,14 +75,12 @@ def evaluate_main(target: str, *, tasks: str | None, stages: list[str], limit: i
 
 def _section(section: EvalSection, tasks: str | None, rewards: list[RewardFunction] | None, limit: int | None,
              system_prompt: str | None, batch_size: int | None, judge: JudgeSection | None) -> EvalSection:  # fmt: skip
-    update: dict[str, object] = {}
-    if tasks is not None:
-        update["tasks"] = parse_tasks(tasks, rewards)
-    elif rewards is not None:
-        update["tasks"] = [t.model_copy(update={"rewards": rewards}) if t.prompts else t for t in section.tasks]
+    chosen = parse_tasks(tasks, rewards) if tasks is not None else list(section.tasks)
+    if tasks is None and rewards is not None:
+        chosen = [t.model_copy(update={"rewards": rewards}) if t.prompts else t for t in chosen]
     if system_prompt is not None:
-        update["tasks"] = [t.model_copy(update={"system_prompt": system_prompt})
-                           for t in update.get("tasks", section.tasks)]  # type: ignore[attr-defined]  # fmt: skip
+        chosen = [t.model_copy(update={"system_prompt": system_prompt}) for t in chosen]
+    update: dict[str, object] = {"tasks": chosen}
     if limit is not None:
         if limit < 1:
             raise ConfigError(f"--limit {limit}: must be 1 or more", hint="the number of items of each task to score")
