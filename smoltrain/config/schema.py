@@ -9,6 +9,7 @@ Imports pydantic only (no torch): the CLI validates presets without loading the 
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -35,6 +36,15 @@ class ModelSection(Section):
     trust_remote_code: bool = Field(
         False, description="Run Python code shipped with the model repository. Only for repositories you trust."
     )
+
+    @field_validator("name_or_path")
+    @classmethod
+    def _tidy_name(cls, value: str) -> str:
+        """What a user pastes: spaces around the id (which made it read as a missing folder), or the model's
+        hub page address (https://huggingface.co/Qwen/Qwen3-0.6B) for its id."""
+        value = value.strip()
+        page = re.match(r"^(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/([\w.-]+/[\w.-]+)/?$", value)
+        return page.group(1) if page else value
 
 
 class QuantizationSection(Section):
@@ -191,6 +201,17 @@ class RewardFunction(Section):
     )
     path: str | None = Field(None, description="python: the .py file that defines the function.")
     function: str | None = Field(None, description="python: the function's name in that file.")
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc} (in TOML, write it in 'single quotes' so "
+                                 "backslashes stay as they are)") from None
+        return pattern
 
     @model_validator(mode="after")
     def _options_fit_the_reward(self) -> RewardFunction:

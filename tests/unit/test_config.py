@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from smoltrain.config.load import dump_config, load_config, parse_override
+from smoltrain.config.load import dump_config, load_config, parse_override, validate_config
 from smoltrain.config.presets import PRESETS_DIR, list_presets
 from smoltrain.errors import ConfigError
 
@@ -133,3 +133,18 @@ def test_dumped_config_round_trips(tmp_path):
     cfg = load_config(write(tmp_path, MINIMAL), ["train.max_steps=3", "lora.rank=4"])
     again = load_config(write(tmp_path, dump_config(cfg), "resolved.toml"))
     assert again == cfg
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [" Qwen/Qwen3-0.6B ", "\tQwen/Qwen3-0.6B", "https://huggingface.co/Qwen/Qwen3-0.6B", "hf.co/Qwen/Qwen3-0.6B/"],
+)
+def test_a_pasted_hub_id_reads_as_the_hub_id(typed):
+    """Issue 14, defect 4: a hub id with a space after it read as a missing folder ("no such folder - hint:
+    give a hub id such as Qwen/Qwen3-0.6B", the very id given); a model's hub page address is its id too."""
+    from smoltrain.names import looks_like_path
+
+    assert looks_like_path(typed), "as typed, it would be taken for a folder"
+    cfg = validate_config({"model": {"name_or_path": typed}, "data": {"path": "org/dataset"}}, source="wizard")
+    assert cfg.model.name_or_path == "Qwen/Qwen3-0.6B"
+    assert not looks_like_path(cfg.model.name_or_path)

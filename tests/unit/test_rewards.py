@@ -107,12 +107,6 @@ def test_format_wants_the_whole_completion_to_match_across_lines(as_chat):
     assert call(fn, chat(completions) if as_chat else completions) == [1.0, 0.0, 0.0]
 
 
-def test_a_bad_format_regex_fails_at_build_naming_its_key():
-    with pytest.raises(ConfigError) as err:
-        build({"name": "json"}, {"name": "format", "pattern": "<answer>(.*</answer>"})
-    assert err.value.message.startswith("grpo.rewards[1].pattern")
-
-
 def test_length_is_free_up_to_the_limit_then_falls_to_minus_one_at_twice_it():
     fn = one("length", max_chars=10)
     assert call(fn, ["", "x" * 10, "x" * 15, "x" * 20, "x" * 100]) == [0.0, 0.0, -0.5, -1.0, -1.0]

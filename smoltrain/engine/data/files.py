@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from smoltrain.errors import DataError
+from smoltrain.names import DATA_FILE_SUFFIXES as SUFFIXES
 
-SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 _UTF8_HINT = "save the file as UTF-8 (for example: iconv -f latin1 -t utf-8 in.csv > out.csv)"
 
 

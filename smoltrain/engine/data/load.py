@@ -26,11 +26,8 @@ from urllib.parse import urlparse
 
 from smoltrain.engine.data.files import SUFFIXES, read_file
 from smoltrain.errors import DataError
+from smoltrain.names import looks_like_path
 
-# Suffixes that mean "the user meant a file", even ones we cannot read: a missing `data.txt`
-# should say "file not found", not "hub dataset not found".
-_FILE_LIKE_SUFFIXES = SUFFIXES + (".txt", ".gz", ".zip", ".arrow", ".xlsx", ".ndjson")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _HUB_ID_CHARS = re.compile(r"^[\w./~\\:-]+$")  # what paths and ids are made of; spaces etc. are neither
 _SPLIT = re.compile(r"^(?P<name>[\w-]+)(?:\[(?P<start>-?\d+%?)?:(?P<stop>-?\d+%?)?\])?$")
 # The hub's split words (datasets.data_files.SPLIT_KEYWORDS), for folders of split files.
@@ -112,15 +109,6 @@ def is_local(path: str) -> bool:
 def is_split_spec(text: str) -> bool:
     """True for a split name with an optional slice: "train", "test", "train[:100]", "train[90%:]"."""
     return _SPLIT.match(text.replace(" ", "")) is not None
-
-
-def looks_like_path(path: str) -> bool:
-    """True if `path` cannot be a hub id ("org/name") and so must have been meant as a file."""
-    if path.startswith(("./", "../", "~", "/", ".\\")) or os.path.isabs(path) or "\\" in path:
-        return True
-    if path.lower().endswith(_FILE_LIKE_SUFFIXES) or path.count("/") > 1:
-        return True
-    return not _HUB_ID.match(path)
 
 
 # --- local files --------------------------------------------------------------------------------

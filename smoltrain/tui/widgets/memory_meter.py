@@ -4,7 +4,8 @@
 The numbers come from smoltrain.memory (`estimate`, `fit`, `detect_gpu_memory_gb`), imported on
 first use, off the app's start-up path; if it fails (a model whose config.json cannot be found),
 the meter says why and the wizard carries on. The estimate may read a hub model's config.json over
-the network, so it runs in a worker thread. Never imports torch.
+the network, so it runs in a worker thread. Sizes are in GiB (2**30 bytes), as smoltrain.memory
+computes them and `smoltrain estimate` prints them. Never imports torch.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from textual.widgets import Static
 
 from smoltrain.config.schema import RunConfig
 
-_BAR = 30
+_BAR = 18  # the whole meter line, verdict included, fits in 80 columns
 
 
 class MemoryMeter(Static):
@@ -80,9 +81,10 @@ class MemoryMeter(Static):
 
     def _meter(self, total_gb: float) -> str:
         if not self._gpu:
-            return f"GPU memory needed: ~{total_gb:.1f} GB [dim](no NVIDIA GPU found here)[/]"
+            return f"GPU memory needed: ~{total_gb:.1f} GiB [dim](no NVIDIA GPU found here)[/]"
         share = total_gb / self._gpu
         color = "green" if share < 0.8 else "yellow" if share <= 1.0 else "red"
         filled = round(min(1.0, share) * _BAR)
         verdict = "fits" if share <= 1.0 else "does NOT fit: ctrl+f fits it"
-        return f"GPU memory [{color}]{'█' * filled}{'░' * (_BAR - filled)}[/] {total_gb:.1f} of {self._gpu:.0f} GB: {verdict}"
+        card = f"{self._gpu:.1f}" if self._gpu < 10 else f"{self._gpu:.0f}"  # a 0.5 GiB card is not "0"
+        return f"GPU memory [{color}]{'█' * filled}{'░' * (_BAR - filled)}[/] {total_gb:.1f} of {card} GiB: {verdict}"

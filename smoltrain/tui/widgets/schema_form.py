@@ -1,11 +1,14 @@
 """A settings form generated from the config schema: one row per field, the control chosen by the
 field's type (switch, select, number or text) and its help text taken from the field's description,
-so the form, the preset docs and `--help` never disagree.
+so the form, the preset docs and `--help` never disagree. Each field takes two rows: its name and a
+compact control, then its help on one line (cut to the width, the whole text in its tooltip).
 
 Each change is validated against its section's pydantic model at once and posted as
 `SchemaForm.Changed(dotted_key, value)`; an invalid entry is marked and explained in place, and kept
 in `errors` until it is fixed: `problem()` names it, and the wizard does not move on past it (the
-preset would otherwise silently keep the value from before, or the schema's default).
+preset would otherwise silently keep the value from before, or the schema's default). `set_values`
+puts values from elsewhere (fit to GPU) into the controls in place, keeping focus and scroll.
+Text fields are FieldInputs, whose editing keys act in the order typed (the reward picker uses them too).
 Never imports torch.
 """
 
@@ -16,8 +19,9 @@ import typing
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
+from textual import events
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static, Switch
@@ -39,18 +43,40 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
+class FieldInput(Input):
+    """An Input whose own editing keys (ctrl+u, ctrl+w, end, select-all, ...) act in the order they were typed.
+
+    Textual runs a widget's key bindings only once the key has bubbled up to the app, a hop per
+    ancestor, while printable keys go straight in. In a form nested eight widgets deep, a burst such
+    as ctrl+u then "0.001" had some of its characters inserted first and then wiped (issue 14, defect 3)."""
+
+    async def _on_key(self, event: events.Key) -> None:
+        bindings = self._bindings.key_to_bindings.get(event.key)
+        if bindings and not event.is_printable:
+            event.stop()
+            event.prevent_default()
+            await self.run_action(bindings[0].action)
+            return
+        await super()._on_key(event)
+
+
+def _as_text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
 class SchemaForm(Widget):
     """Rows for `fields` (dotted keys such as "train.learning_rate"), showing `values` or the defaults."""
 
     DEFAULT_CSS = """
     SchemaForm { height: auto; }
-    SchemaForm .row { height: auto; }
-    SchemaForm .row > Vertical { height: auto; }
-    SchemaForm .name { width: 24; padding: 1 1 0 0; text-style: bold; }
+    SchemaForm .row { height: 1; }
+    SchemaForm .name { width: 24; padding: 0 1 0 0; text-style: bold; }
     SchemaForm .control { width: 1fr; max-width: 30; }
-    SchemaForm Switch { width: auto; }
-    SchemaForm .help { color: $text-muted; padding: 0 0 1 0; width: 1fr; }
-    SchemaForm .error { color: $error; }
+    SchemaForm Switch { width: auto; height: 1; border: none; padding: 0; }  /* Switch has no compact style */
+    SchemaForm Switch:focus { border: none; text-style: reverse; }
+    SchemaForm .help { color: $text-muted; padding: 0 0 0 24; width: 1fr; height: 1;
+                       text-wrap: nowrap; text-overflow: ellipsis; }
+    SchemaForm .help.error { color: $error; height: auto; text-wrap: wrap; }
     SchemaForm .section { text-style: bold; color: $accent; padding: 1 0 0 0; }
     """
 
@@ -82,9 +108,10 @@ class SchemaForm(Widget):
             current = self.values.get(key, info.default)
             with Horizontal(classes="row"):
                 yield Label(field, classes="name")
-                with Vertical():
-                    yield self._control(key, info.annotation, current)
-                    yield Static(info.description or "", classes="help", id=f"help-{key.replace('.', '-')}")
+                yield self._control(key, info.annotation, current)
+            help_text = Static(info.description or "", classes="help", id=f"help-{key.replace('.', '-')}", markup=False)
+            help_text.tooltip = info.description or None
+            yield help_text
 
     @staticmethod
     def _control(key: str, annotation: Any, current: Any) -> Widget:
@@ -94,10 +121,23 @@ class SchemaForm(Widget):
             return Switch(bool(current), id=wid)
         if typing.get_origin(kind) is Literal:
             options = [(str(v), v) for v in typing.get_args(kind)]
-            return Select(options, value=current, allow_blank=False, id=wid, classes="control")
-        text = "" if current is None else str(current)
+            return Select(options, value=current, allow_blank=False, id=wid, classes="control", compact=True)
         input_type = "integer" if kind is int else "number" if kind is float else "text"
-        return Input(text, type=input_type, id=wid, classes="control", placeholder="default" if current is None else "")
+        return FieldInput(_as_text(current), type=input_type, id=wid, classes="control", compact=True,
+                     placeholder="default" if current is None else "")  # fmt: skip
+
+    def set_values(self, values: dict[str, Any]) -> None:
+        """Show `values` (dotted keys of this form) in their controls, as if typed: no rebuild, so focus and
+        scroll stay where they are. They are taken as the form's own, so no `Changed` echoes them back."""
+        for key, value in values.items():
+            if key not in self.fields:
+                continue
+            self.values[key] = value
+            control = self.query_one("#field-" + key.replace(".", "-"))
+            if isinstance(control, Input):
+                control.value = _as_text(value)
+            elif isinstance(control, (Switch, Select)):
+                control.value = value
 
     def _key_of(self, widget: Widget) -> str | None:
         if not widget.id or not widget.id.startswith("field-"):
@@ -130,7 +170,9 @@ class SchemaForm(Widget):
             self.errors[key] = (error, raw)
         widget.set_class(error is not None, "-invalid")
         help_widget.set_class(error is not None, "error")
-        help_widget.update(error or model.model_fields[field].description or "")
+        shown = error or model.model_fields[field].description or ""
+        if str(help_widget.content) != shown:  # a key that keeps the text as it was costs no re-layout
+            help_widget.update(shown)
         # Controls announce their initial value on mount: only a real edit goes into the preset.
         if error is None and value != self.values.get(key, model.model_fields[field].default):
             self.values[key] = value
@@ -149,6 +191,7 @@ class SchemaForm(Widget):
         return None
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        # Only this form's own marks change here: nothing is ever written back into the Input being typed in.
         event.stop()
         self._submit(event.input, event.value)
 
