@@ -76,6 +76,7 @@ class DataReport:
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows, most frequent first
     first_dropped_at: dict[str, str] = field(default_factory=dict)  # reason -> "line 17"
     fixed: dict[str, int] = field(default_factory=dict)  # what was changed to fit the chat template -> rows
+    columns: list[str] = field(default_factory=list)  # the source's columns, as found (before data.columns renames)
 
     def summary(self) -> str:
         """One line: 'sft.jsonl: 2000 rows read, 1990 kept; dropped 10 (empty assistant content: 10, first at line 17)'."""
@@ -247,7 +248,8 @@ def _convert(loaded: LoadedData, detected: Detected, step: TemplateStep | None) 
             f"read as {detected.shape}: {_describe(dropped)})",
             hint="fix or remove those rows, or check data.format and data.columns",
         )
-    report = DataReport(loaded.source, read, kept, dropped, first_at, dict(step.fixes.most_common()) if step else {})
+    report = DataReport(loaded.source, read, kept, dropped, first_at, dict(step.fixes.most_common()) if step else {},
+                        columns=list(loaded.columns))
     return _to_dataset(converted.rows, loaded.source), report
 
 

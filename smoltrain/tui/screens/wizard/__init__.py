@@ -132,6 +132,10 @@ class WizardScreen(Screen[None]):
             return
         review = self.steps[-1]
         assert isinstance(review, ReviewStep)
+        if review.checking:
+            self.query_one("#wizard-problem", Static).update(
+                "[b yellow]still checking the data with the model's tokenizer: Start again when the check is shown[/]")
+            return
         if review.data_error is not None:
             self.notify(review.data_error.message, severity="error", title="the data would fail this run")
             return

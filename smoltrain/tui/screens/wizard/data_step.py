@@ -1,7 +1,13 @@
 """The dataset step: curated public datasets that fit the technique, a local file, or a hub id; and a
-preview of the first rows as the model will see them (chat template applied, trained tokens
-highlighted), the detected format, how many rows fit max_length, and a token-length histogram with
-a suggested max_length.
+preview of the first rows as the model will see them (chat template applied; SFT's trained tokens
+highlighted, a preference pair's chosen and rejected answers, a GRPO prompt with the columns its
+rewards read), the detected format, the dataset's statistics, how many rows fit max_length, and a
+token-length histogram with a suggested max_length.
+
+Leaving the step refuses data known to be unusable: a local-looking path that does not exist (at
+once), data the preview rejected (a SmoltrainError, except a hub dataset that cannot be checked
+offline), and data whose preview is still being read (the user stays and presses Next again: the
+wizard never moves on by itself while the user may be typing).
 
 The preview loads the tokenizer and the data in a worker thread (tui.preview imports transformers
 and datasets only when called), so the UI stays responsive and this module never imports torch.
@@ -9,8 +15,11 @@ and datasets only when called), so the UI stays responsive and this module never
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
+from rich.markup import escape
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -21,7 +30,7 @@ from textual.widgets.option_list import Option
 
 from smoltrain.errors import SmoltrainError
 from smoltrain.tui.catalog import CURATED_DATASETS, DatasetChoice, technique
-from smoltrain.tui.preview import Preview
+from smoltrain.tui.preview import Preview, missing_local_file
 from smoltrain.tui.screens.wizard.base import Step
 
 
@@ -30,8 +39,8 @@ class DataStep(Step):
     EXPLAIN = (
         "What the model learns from. Quality beats quantity: a thousand good, varied examples beat a million "
         "mixed ones. Pick a dataset in a shape this technique reads, a local .jsonl/.json/.csv/.parquet file, or "
-        "any hub dataset id. The preview shows the first rows as the model sees them; highlighted tokens are "
-        "the ones it is trained on."
+        "any hub dataset id. The preview shows the first rows as the model sees them; the legend under them says "
+        "what the colours mean for this technique."
     )
     BINDINGS = [Binding("ctrl+l", "use_suggested", "Use suggested max_length")]
 
@@ -39,6 +48,9 @@ class DataStep(Step):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.preview: Preview | None = None
         self._choices: list[DatasetChoice] = []
+        self._reading: dict[str, Any] | None = None  # the draft being previewed, until its preview is shown
+        # What the preview found wrong with the data, and the [data] section it found it in.
+        self._problem: tuple[SmoltrainError, dict[str, Any]] | None = None
 
     def compose(self) -> ComposeResult:
         yield from self.compose_explanation()
@@ -48,6 +60,7 @@ class DataStep(Step):
             yield Input(placeholder="a local file or a hub dataset id, then Enter", id="data-input")
             yield Button("Preview", id="data-preview")
         yield Static("", id="preview-summary")
+        yield Static("", id="preview-stats")
         yield Static("", id="preview-rows")
         yield Static("", id="preview-histogram")
 
@@ -82,36 +95,58 @@ class DataStep(Step):
             self._take_typed_path()
             self.run_preview()
 
-    def _take_typed_path(self) -> None:
+    def _take_typed_path(self) -> bool:
+        """The typed path into the draft; True when it changed the draft's dataset."""
         typed = self.query_one("#data-input", Input).value.strip()
-        if typed and typed != self.draft.get("data.path"):
-            local = Path(typed).expanduser()
-            self.draft.raw["data"] = {"path": str(local.resolve()) if local.exists() else typed}
+        if not typed:
+            return False
+        local = Path(typed).expanduser()
+        path = str(local.resolve()) if local.exists() else typed  # as a run started elsewhere must find it
+        if path == self.draft.get("data.path"):
+            return False
+        self.draft.raw["data"] = {"path": path}
+        return True
 
     def run_preview(self) -> None:
         if not self.draft.get("model.name_or_path") or not self.draft.get("data.path"):
             return
+        for part in ("#preview-rows", "#preview-stats", "#preview-histogram"):
+            self.query_one(part, Static).update("")
+        self.preview, self._problem = None, None
+        if missing := missing_local_file(self.draft.get("data.path")):
+            self._reading = None
+            self.query_one("#preview-summary", Static).update(Text(f"error: {missing}", style="bold red"))
+            return
         self.query_one("#preview-summary", Static).update("[dim]reading the data and the tokenizer…[/]")
-        self.query_one("#preview-rows", Static).update("")
-        self.query_one("#preview-histogram", Static).update("")
-        self._preview_worker({k: dict(v) if isinstance(v, dict) else v for k, v in self.draft.raw.items()})
+        self._reading = {k: dict(v) if isinstance(v, dict) else v for k, v in self.draft.raw.items()}
+        self._preview_worker(self._reading)
 
     @work(thread=True, exclusive=True, group="preview")
-    def _preview_worker(self, raw: dict[str, object]) -> None:
+    def _preview_worker(self, raw: dict[str, Any]) -> None:
         from smoltrain.tui.preview import build_preview
 
         try:
-            preview: Preview | str = build_preview(raw)  # type: ignore[arg-type]
+            preview: Preview | SmoltrainError | str = build_preview(raw)
         except SmoltrainError as exc:
-            preview = exc.render()
+            preview = exc
         except Exception as exc:  # noqa: BLE001 - a preview failure must be shown, not crash the wizard
             preview = f"error: could not preview this dataset: {type(exc).__name__}: {exc}"
-        self.app.call_from_thread(self._show_preview, preview)
+        self.app.call_from_thread(self._show_preview, raw, preview)
 
-    def _show_preview(self, preview: Preview | str) -> None:
+    def _show_preview(self, raw: dict[str, Any], preview: Preview | SmoltrainError | str) -> None:
+        if raw is not self._reading:
+            return  # an earlier preview, overtaken by a newer one (a thread worker cannot be cancelled)
+        self._reading = None
         summary = self.query_one("#preview-summary", Static)
-        if isinstance(preview, str):
-            self.preview = None
+        if isinstance(preview, SmoltrainError) and preview.needs_network:
+            summary.update(Text(f"not checked offline: {preview.message}\nNext goes on: the run reads it when the "
+                                "hub can be reached.", style="yellow"))  # fmt: skip
+            return
+        if isinstance(preview, SmoltrainError):
+            self._problem = (preview, dict(raw["data"]))
+            summary.update(Text(preview.render(), style="bold red"))
+            return
+        if isinstance(preview, str):  # a bug, not the user's data: shown; the review's check has the last word
             summary.update(Text(preview, style="bold red"))
             return
         self.preview = preview
@@ -121,14 +156,8 @@ class DataStep(Step):
             (f"{preview.fitting} of {len(preview.lengths)} rows measured fit max_length {preview.max_length}; ", ""),
             ("suggested max_length: ", "bold"), f"{suggested} (ctrl+l to use it)",
         ))  # fmt: skip
-        rows = Text()
-        for i, pieces in enumerate(preview.rows):
-            rows.append(f"row {i + 1}: ", style="bold")
-            for piece in pieces:
-                rows.append(piece.text, style="reverse green" if piece.trained else "dim")
-            rows.append("\n")
-        rows.append("highlighted: trained on", style="reverse green")
-        self.query_one("#preview-rows", Static).update(rows)
+        self.query_one("#preview-stats", Static).update(Text("\n".join(preview.stats()), style="cyan"))
+        self.query_one("#preview-rows", Static).update(_rows_text(preview))
         self.query_one("#preview-histogram", Static).update("tokens per row:\n" + "\n".join(preview.histogram()))
 
     def action_use_suggested(self) -> None:
@@ -140,5 +169,72 @@ class DataStep(Step):
         self.notify(f"max_length set to {value}")
 
     def leave(self) -> str | None:
-        self._take_typed_path()
-        return None if self.draft.get("data.path") else "pick a dataset, or type a file path or a hub id"
+        if self._take_typed_path():
+            self.run_preview()  # typed without Enter: the user sees what it holds before going on
+        path = self.draft.get("data.path")
+        if not path:
+            return "pick a dataset, or type a file path or a hub id"
+        if missing := missing_local_file(path):
+            return escape(missing)
+        if self._reading is not None:
+            return f"still reading the data ({escape(_shown_path(path))}): press Next again when the preview is shown"
+        if self._problem is not None and self._problem[1] == self.draft.raw.get("data"):
+            return escape(_problem_text(_shown_path(path), self._problem[0]))
+        return None
+
+
+def _rows_text(preview: Preview) -> Text:
+    """The first rows as the technique's trainer sees them, with a legend that says what the colours mean."""
+    rows = Text()
+    for i, pieces in enumerate(preview.rows):
+        row = Text.assemble((f"row {i + 1}: ", "bold"))
+        if preview.trl_format.startswith("preference"):
+            rejected = preview.rejected_rows[i] if i < len(preview.rejected_rows) else []
+            row.append(_joined(pieces, trained=False), style="dim")
+            row.append("\n  chosen: ", style="bold green")
+            row.append(_joined(pieces, trained=True), style="green")
+            row.append("\n  rejected: ", style="bold red")
+            row.append(_joined(rejected, trained=True), style="red")
+        else:
+            for piece in pieces:
+                row.append(piece.text, style="reverse green" if piece.trained else "dim")
+            row.rstrip()
+        for column, value in (preview.answers[i] if i < len(preview.answers) else {}).items():
+            row.append(f"\n  {column}: ", style="bold cyan")
+            row.append(str(value), style="cyan")
+        rows.append_text(row)
+        rows.append("\n")
+    rows.append_text(_LEGENDS.get(preview.technique, _LEGENDS["sft"]))
+    return rows
+
+
+def _joined(pieces: list[Any], trained: bool) -> str:
+    """The text of a row's trained (or untrained) pieces, without the newline the template ends it with."""
+    return "".join(p.text for p in pieces if p.trained == trained).rstrip("\n")
+
+
+_LEGENDS = {
+    "sft": Text("highlighted: trained on", style="reverse green"),
+    "dpo": Text.assemble(("green", "green"), ": the chosen answer, ", ("red", "red"),
+                         ": the rejected one; DPO raises the chosen answer's likelihood over the rejected one's"),
+    "reward": Text.assemble(("green", "green"), ": the chosen answer, ", ("red", "red"),
+                            ": the rejected one; the reward model learns to score chosen above rejected"),
+    "grpo": Text.assemble("the prompt as the model sees it; GRPO samples completions from it during training and "
+                          "grpo.rewards score them; ", ("cyan", "cyan"), ": the columns the rewards read"),
+}  # fmt: skip
+
+
+def _shown_path(path: str) -> str:
+    """A path under the working folder, relative to it: shorter, and as the user typed it."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
+def _problem_text(path: str, error: SmoltrainError) -> str:
+    """The preview's error in the three lines under the step: the file and what to do (the preview, just
+    above, says in full what is wrong)."""
+    if error.hint:
+        return f"{path} can't be used (the error above): {error.hint}"
+    return error.message.replace(str(Path.cwd()) + os.sep, "")

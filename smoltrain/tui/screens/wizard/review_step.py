@@ -2,7 +2,7 @@
 
 A valid preset's data is also checked against the model's chat template, with the tokenizer only
 (`smoltrain validate`'s check, in a worker thread): rows kept, truncation, system turns folded, or
-the row the template rejects. Start refuses data that check rejected.
+the row the template rejects. Start refuses data that check rejected, and waits for the check to finish.
 Never imports torch (the check imports it in its thread).
 """
 
@@ -42,14 +42,21 @@ class ReviewStep(Step):
         yield Static("", id="review-toml")
 
     data_error: SmoltrainError | None = None  # what the data check found wrong, if it did
+    _checking: object | None = None  # the config whose data is being checked, until its result is shown
+
+    @property
+    def checking(self) -> bool:
+        """The data check is still running: Start waits for its verdict."""
+        return self._checking is not None
 
     def enter(self) -> None:
         error = self.draft.error()
         self.query_one("#review-problem", Static).update(f"[b red]{error.render()}[/]" if error else "[green]valid preset[/]")
-        self.data_error = None
+        self.data_error, self._checking = None, None
         if error is None:
             self.query_one("#review-data", Static).update("[dim]checking the data with the model's tokenizer…[/]")
-            self._check_data(self.draft.validate())
+            self._checking = self.draft.validate()
+            self._check_data(self._checking)
         self.query_one("#review-toml", Static).update(Syntax(self.draft.to_toml(), "toml", theme="ansi_dark",
                                                              background_color="default"))  # fmt: skip
         name = self.query_one("#run-name", Input)
@@ -67,10 +74,12 @@ class ReviewStep(Step):
             text, error = exc.render(), exc
         except Exception as exc:  # noqa: BLE001 - a failed check is shown, it must not crash the wizard
             text, error = f"could not check the data: {type(exc).__name__}: {exc}", None
-        self.app.call_from_thread(self._show_data_check, text, error)
+        self.app.call_from_thread(self._show_data_check, cfg, text, error)
 
-    def _show_data_check(self, text: str, error: SmoltrainError | None) -> None:
-        self.data_error = error
+    def _show_data_check(self, cfg: object, text: str, error: SmoltrainError | None) -> None:
+        if cfg is not self._checking:
+            return  # the check of an earlier visit, overtaken (a thread worker cannot be cancelled)
+        self._checking, self.data_error = None, error
         # Text, not markup: template messages and rows hold brackets ("[INST]").
         shown = Text(text, style="bold red") if error else Text.assemble(("data ", "bold"), (text, "green"))
         self.query_one("#review-data", Static).update(shown)
