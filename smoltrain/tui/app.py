@@ -49,12 +49,13 @@ class SmoltrainApp(App[None]):
 
     # --- navigation the screens ask for -------------------------------------------------------
 
-    def open_wizard(self, preset: Path | None) -> None:
+    def open_wizard(self, preset: Path | None, description: str = "") -> None:
+        """The wizard on a new draft, or at Review on a preset (a run's config.toml is one: "edit and run again")."""
         from smoltrain.tui.draft import Draft
         from smoltrain.tui.screens.wizard import WizardScreen
 
         try:
-            draft = Draft.from_preset(preset) if preset else None
+            draft = Draft.from_preset(preset, description) if preset else None
         except SmoltrainError as exc:
             self.notify(exc.render(), severity="error", title="cannot open the preset")
             return
@@ -64,6 +65,10 @@ class SmoltrainApp(App[None]):
         from smoltrain.tui.screens.run import RunScreen
 
         self.push_screen(RunScreen(run_dir, self.handles.get(run_dir)))
+
+    def forget_run(self, run_dir: Path) -> None:
+        """A run folder deleted or renamed from home (never while its worker runs): its old handle goes."""
+        self.handles.pop(run_dir, None)
 
     def start_run(self, cfg: RunConfig, name: str) -> None:
         """Create the run folder, start the worker, and show its run screen in place of the wizard."""
