@@ -3,7 +3,7 @@
 Layout (DESIGN.md, "Run directory"): `config.toml` (the resolved config), `events.jsonl` (append-only),
 `worker.log`, `worker.pid` and `worker.lock` (an OS lock held by the live worker), `control/save_now`
 (a front end's "save a checkpoint now"), `checkpoints/checkpoint-N/`, `final/`, `fit.json` (the batch
-shape auto_fit chose); a pipeline keeps each stage's `checkpoints/`, `final/`, `merged/`,
+shape auto_fit chose), `start-model/` (a past run's merged model, when the run starts from one); a pipeline keeps each stage's `checkpoints/`, `final/`, `merged/`,
 `stage-done.json` and `fit.json` under `stages/<name>/`. Nothing else in smoltrain spells these names.
 
 The event file survives what a hobbyist's machine does to it: the writer appends whole lines with
@@ -107,6 +107,12 @@ class RunDir:
     @property
     def final(self) -> Path:
         return self.root / "final"
+
+    @property
+    def start_model(self) -> Path:
+        """A past run's adapter merged into its base: what a run whose model.name_or_path names a run trains
+        on (smoltrain/pastrun.py). Complete once it exists: the merge is written beside it, then renamed."""
+        return self.root / "start-model"
 
     @property
     def samples(self) -> Path:

@@ -33,6 +33,7 @@ from smoltrain.config.load import load_config, stage_configs
 from smoltrain.config.schema import ModelSection, QuantizationSection, RunConfig
 from smoltrain.config.techniques import facts
 from smoltrain.errors import ConfigError, ModelError
+from smoltrain.pastrun import first_model
 from smoltrain.rundir import RunDir, running_worker
 
 Turn = dict[str, str]
@@ -132,7 +133,7 @@ def _starting_model(run: RunDir, stages: list[tuple[str, RunConfig]], index: int
     for name, cfg in reversed(stages[:index]):
         if facts(cfg.train.technique).policy:
             return str(run.stage(name).merged)
-    return stages[0][1].model.name_or_path
+    return first_model(run, stages[0][1].model.name_or_path)
 
 
 # --- loading: one copy of the weights -------------------------------------------------------------

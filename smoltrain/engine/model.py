@@ -13,7 +13,6 @@ Runs in the worker process only. Never imports textual; imports unsloth lazily a
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 import warnings
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from smoltrain.engine.data.load import (
     looks_like_path,
 )
 from smoltrain.errors import ModelError
+from smoltrain.pastrun import PastRun, past_run
 
 # Unsloth wants explicit module names; these are the linear layers of Llama-family decoders.
 DECODER_LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -92,22 +92,34 @@ def load_tokenizer(model: ModelSection) -> Any:
     """The model's tokenizer (no weights), with a pad token: what data checks and training both use."""
     from transformers import AutoTokenizer
 
+    start = past_run(model.name_or_path)
+    source = model.name_or_path if start is None else _tokenizer_folder(start)
     # A local folder is checked first: without config.json the tokenizer may load (or fail with a
     # tokenizer message and a network hint) while the weights would fail only in the worker.
-    problem = _not_a_model_folder(model.name_or_path)
+    problem = _not_a_model_folder(source) if start is None else None
     if problem is not None:
         raise problem
     try:
-        with hub_offline_context(model.name_or_path):  # no network: fail in seconds, not after retries
+        with hub_offline_context(source):  # no network: fail in seconds, not after retries
             tokenizer = AutoTokenizer.from_pretrained(
-                model.name_or_path, revision=model.revision, trust_remote_code=model.trust_remote_code
+                source, revision=model.revision if start is None else None, trust_remote_code=model.trust_remote_code
             )
     except (OSError, ValueError) as exc:
-        raise _not_found(model.name_or_path, exc) from None
+        problem = _not_found(source, exc)
+        if start is not None:
+            problem = ModelError(f"model.name_or_path = {model.name_or_path!r}: cannot load the tokenizer of run "
+                                 f"{start.name} from {source} ({_first_line(exc)})",
+                                 hint=problem.hint, needs_network=problem.needs_network)  # fmt: skip
+        raise problem from None
     if tokenizer.pad_token is None:
         # Padding is masked out of the loss, so reusing EOS is safe and the common practice.
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def _tokenizer_folder(start: PastRun) -> str:
+    """A run saves its tokenizer (and chat template) in final/ beside the adapter; a bare adapter has its base's."""
+    return str(start.result) if (start.result / "tokenizer_config.json").is_file() else start.config_source
 
 
 def load_model(cfg: RunConfig, tokenizer: Any) -> LoadedModel:
@@ -410,22 +422,14 @@ def _not_found(name: str, exc: Exception) -> ModelError:
 def _not_a_model_folder(name: str) -> ModelError | None:
     """Why the local path `name` is not a model to train from (no config.json), or None (a model folder, or a hub id).
 
-    A LoRA adapter folder (a run's final/) is refused too: smoltrain trains a fresh adapter on a full
-    model, and a pipeline hands the next stage a merged copy, never an adapter to stack on."""
+    A LoRA adapter folder (a past run's final/) never reaches here: smoltrain/pastrun.py resolves it to its
+    base, which the worker merges it into (engine/run.py), so no adapter is ever stacked on."""
     path = Path(name).expanduser()
     if not is_local(name) or (path / "config.json").is_file():
         return None
     if not path.is_dir():
         return ModelError(f"model.name_or_path = {name!r}: a file, not a model folder",
                           hint="give the folder that holds config.json and the weights, or a hub id such as Qwen/Qwen3-0.6B")  # fmt: skip
-    adapter = path / "adapter_config.json"
-    if adapter.is_file():
-        base = _adapter_base(adapter)
-        return ModelError(
-            f"model.name_or_path = {name!r}: a LoRA adapter (adapter_config.json), not a model folder: no config.json",
-            hint=f"give the model it was trained on{f' ({base})' if base else ''}; to train on from it, run both "
-            "as [[stages]] of one pipeline, which merges the adapter for the next stage",
-        )
     files = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
     holds = "the folder is empty" if not files else f"it holds {', '.join(files[:5])}{' ...' if len(files) > 5 else ''}"
     return ModelError(
@@ -433,14 +437,6 @@ def _not_a_model_folder(name: str) -> ModelError | None:
         hint="give a folder saved with save_pretrained (config.json, the weights, the tokenizer files), "
         "or a hub id such as Qwen/Qwen3-0.6B",
     )
-
-
-def _adapter_base(adapter_config: Path) -> str:
-    try:
-        base = json.loads(adapter_config.read_text(encoding="utf-8")).get("base_model_name_or_path")
-    except (OSError, ValueError, AttributeError):
-        return ""
-    return base if isinstance(base, str) else ""
 
 
 def _first_line(exc: Exception) -> str:

@@ -10,6 +10,10 @@ DPO's reference ("adapters off") is the SFT model, not the raw base, and no adap
 applied twice. A reward stage starts from the current policy too but does not replace it; a
 later GRPO stage can score with it (`[[grpo.rewards]] name = "reward_model", model = "<stage>"`).
 
+A past run as the model (`model.name_or_path = "runs/sft-1"`, smoltrain/pastrun.py): `starting_model`
+merges its adapter into a 16-bit copy of its base in the run folder's `start-model/` once, with the
+same `merge_adapter` the stages use, and the first stage trains a fresh adapter on that.
+
 Layout: a single stage writes `checkpoints/` and `final/` in the run folder; a pipeline writes
 `stages/<name>/{checkpoints,final,merged}` and copies the last stage's `final/` to `final/`. A stage
 that ran to its last step (and was merged, where needed) gets `stage-done.json`.
@@ -70,6 +74,7 @@ from smoltrain.engine.techniques import dpo, grpo, reward, sft
 from smoltrain.engine.techniques.base import Technique
 from smoltrain.engine.techniques.common import StageContext
 from smoltrain.errors import ConfigError
+from smoltrain.pastrun import past_run
 from smoltrain.rundir import RunDir, StagePaths
 
 TECHNIQUES: dict[str, Technique] = {"sft": sft, "reward": reward, "dpo": dpo, "grpo": grpo}
@@ -92,6 +97,7 @@ class StageJob:
     resume: bool
     resolve_model: Callable[[str], Path]  # an earlier stage's name or a folder -> a trained model
     run_started: dict | None = None  # the run_started fields, for the first stage this worker trains
+    starts_from: str = ""  # what stage_started says it starts from: its model, or the past run it comes from
 
     @property
     def technique(self) -> Technique:
@@ -126,10 +132,10 @@ def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag, resume: bool 
     if evaluation is not None:
         evaluation.check()  # its tasks, prompts and judge, before any training
 
-    policy = cfg.model.name_or_path
+    policy, starts_from = starting_model(cfg, run)
     finished: dict[str, Path] = {}
     result: StageResult | None = None
-    run_started: dict | None = _run_started_fields(run, cfg, [n for n, _ in stages])
+    run_started: dict | None = _run_started_fields(run, starts_from, [n for n, _ in stages])
     for index, ((name, stage_cfg), data) in enumerate(zip(stages, datasets)):
         paths = run.stage(name if is_pipeline else None)
         is_policy_step = TECHNIQUES[stage_cfg.train.technique].FACTS.policy and index < len(stages) - 1
@@ -140,7 +146,8 @@ def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag, resume: bool 
         else:
             stage_cfg = stage_cfg.model_copy(update={"model": stage_cfg.model.model_copy(update={"name_or_path": policy})})
             job = StageJob(index, name, stage_cfg, data, paths, run, emit, stop, resume,
-                           partial(_resolve_model, finished), run_started=run_started)  # fmt: skip
+                           partial(_resolve_model, finished), run_started=run_started,
+                           starts_from=starts_from if index == 0 else policy)  # fmt: skip
             result = _run_stage_fitting(job)
             run_started = None
             if not result.completed:
@@ -260,7 +267,7 @@ def _run_stage(job: StageJob) -> StageResult:
         StageStarted(
             stage=job.index,
             technique=cfg.train.technique,
-            model=cfg.model.name_or_path,
+            model=job.starts_from or cfg.model.name_or_path,
             active=loaded.active,
             max_steps=_planned_steps(cfg, len(trainer.get_train_dataloader())),
             train_rows=len(data.train),
@@ -330,8 +337,32 @@ def _adapters_in_float32_when_computing_in_float32(model: torch.nn.Module, dtype
             param.data = param.data.float()
 
 
-def _run_started_fields(run: RunDir, cfg: RunConfig, stage_names: list[str]) -> dict:
-    return {"run_dir": str(run.root), "name": run.name, "model": cfg.model.name_or_path, "stages": stage_names}
+def _run_started_fields(run: RunDir, model: str, stage_names: list[str]) -> dict:
+    return {"run_dir": str(run.root), "name": run.name, "model": model, "stages": stage_names}
+
+
+def starting_model(cfg: RunConfig, run: RunDir) -> tuple[str, str]:
+    """(what the first stage loads, what the events say it starts from): model.name_or_path itself, or the
+    past run it names (smoltrain/pastrun.py): a full fine-tune as it is, an adapter merged into a 16-bit copy
+    of its base in `start-model/`, once (a resumed run finds it complete there: the merge is renamed into
+    place only when it is whole)."""
+    start = past_run(cfg.model.name_or_path)
+    if start is None:
+        return cfg.model.name_or_path, cfg.model.name_or_path
+    if start.base is None:
+        return str(start.result), start.describe()
+    merged = run.start_model
+    if not merged.is_dir():
+        partial_copy = merged.with_name(merged.name + ".partial")
+        shutil.rmtree(partial_copy, ignore_errors=True)  # a merge cut off by a kill
+        # The adapter is a policy's whatever this run trains (a reward model may start from an SFT run).
+        base_cfg = cfg.model_copy(update={
+            "model": cfg.model.model_copy(update={"name_or_path": start.base, "revision": start.revision}),
+            "train": cfg.train.model_copy(update={"technique": "sft"}),
+        })  # fmt: skip
+        merge_adapter(base_cfg, start.result, partial_copy)
+        partial_copy.rename(merged)
+    return str(merged), start.describe()
 
 
 def _resolve_model(finished: dict[str, Path], ref: str) -> Path:

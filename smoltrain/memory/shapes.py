@@ -1,8 +1,8 @@
 """A model's shape from its config.json: where to find that file, and the parameter counts it implies.
 
 `read_model_config` finds config.json for `model.name_or_path` without loading the model: an
-explicit file or folder (`--model-config`), a local model folder, the Hugging Face cache, then the
-hub. `ModelShape` turns the config into the numbers the memory model needs: every linear layer of a
+explicit file or folder (`--model-config`), a past run's base (smoltrain/pastrun.py), a local model
+folder, the Hugging Face cache, then the hub. `ModelShape` turns the config into the numbers the memory model needs: every linear layer of a
 decoder block (what LoRA and 4-bit quantization act on), the embeddings, the output head (tied or
 not) and the norms. The counts equal those of the model transformers builds (tests compare them on
 the meta device for Llama, Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3, Phi-3 and SmolLM2).
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from smoltrain.errors import ModelError
+from smoltrain.pastrun import past_run
 
 # Families whose decoder block is Llama's (q/k/v/o + gated MLP) with these differences.
 QKV_BIAS_TYPES = {"qwen2"}  # q, k, v have biases; o does not
@@ -157,13 +158,17 @@ class ModelShape:
 
 
 def read_model_config(name_or_path: str, revision: str | None = None, config_path: str | Path | None = None) -> dict[str, Any]:
-    """The model's config.json as a dict: from `config_path` if given, a local folder, the HF cache, or the hub."""
+    """The model's config.json as a dict: from `config_path` if given, a local folder, the HF cache, or the hub;
+    for a past run (smoltrain/pastrun.py), its base's."""
     if config_path is not None:
         path = Path(config_path).expanduser()
         path = path / "config.json" if path.is_dir() else path
         if not path.is_file():
             raise ModelError(f"--model-config {config_path}: no such file", hint="give a config.json file or its folder")
         return _load_json(path)
+    start = past_run(name_or_path)  # a past run trains on as its base's shape (a merged copy has the same)
+    if start is not None:
+        return read_model_config(start.config_source, start.revision if start.base is not None else None)
     local = Path(name_or_path).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():

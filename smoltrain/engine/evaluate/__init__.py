@@ -221,10 +221,12 @@ def _release_memory() -> None:
 def load_subject(run: RunDir, cfg: RunConfig, subject: Subject) -> tuple[Any, Any, str]:
     """(model, tokenizer, what was loaded) for a subject of a run: the base, or a stage's trained model."""
     from smoltrain.engine.chat import find_model, load_model, load_plain_model
+    from smoltrain.pastrun import first_model
 
-    if subject.name == "base":
-        model, tokenizer = load_plain_model(cfg.model, cfg.quantization)
-        return model, tokenizer, cfg.model.name_or_path
+    if subject.name == "base":  # what the first stage trained on: a past run's model, where it started from one
+        base = cfg.model.model_copy(update={"name_or_path": first_model(run, cfg.model.name_or_path)})
+        model, tokenizer = load_plain_model(base, cfg.quantization)
+        return model, tokenizer, base.name_or_path
     chat = load_model(find_model(run.root, subject.name if cfg.stages else None))
     return chat.model, chat.tokenizer, chat.target.description
 

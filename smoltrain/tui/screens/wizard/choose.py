@@ -1,13 +1,15 @@
 """The first two wizard steps: which model, and which technique.
 
-Model: the bundled demo model, a curated list of popular small open models (parameters and 4-bit
-footprint), the models already in the local Hugging Face cache, or any hub id or local path typed
-in. Technique: SFT, reward model, DPO or GRPO, each with when to use it and what data it needs;
+Model: the bundled demo model, the app's finished runs (to train on from a run's result: the engine
+merges its adapter first, see smoltrain/pastrun.py), a curated list of popular small open models
+(parameters and 4-bit footprint), the models already in the local Hugging Face cache, or any hub id
+or local path typed in. Technique: SFT, reward model, DPO or GRPO, each with when to use it and what data it needs;
 picking one sets that technique's usual defaults. Never imports torch.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -15,6 +17,8 @@ from textual.app import ComposeResult
 from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
+from smoltrain.pastrun import origin_model
+from smoltrain.rundir import RunDir
 from smoltrain.tui.catalog import (
     CURATED_DATASETS,
     CURATED_MODELS,
@@ -22,6 +26,7 @@ from smoltrain.tui.catalog import (
     TECHNIQUES,
     cached_models,
 )
+from smoltrain.tui.runs import RunInfo, list_runs
 from smoltrain.tui.screens.wizard.base import Step
 
 # Usual starting points (FIELD-NOTES): LoRA learning rates per technique; GRPO needs a reward and
@@ -48,13 +53,16 @@ class ModelStep(Step):
     EXPLAIN = (
         "The base model to post-train. Smaller models train faster and fit smaller cards: in 4-bit (QLoRA) the "
         "weights take about 0.6 GB per billion parameters, plus room for activations. Start from an instruct "
-        "model unless you want to teach the chat format yourself. The bundled demo model trains in a minute on a CPU."
+        "model unless you want to teach the chat format yourself. The bundled demo model trains in a minute on a CPU. "
+        "A finished run of yours trains on from its result (its adapter merged into its base), e.g. DPO after SFT."
     )
 
     def compose(self) -> ComposeResult:
         yield from self.compose_explanation()
         options = [Option(Text.assemble(("demo  ", "bold green"), f"{DEMO_MODEL}  (1.75M params, bundled, offline)"),
                           id=str(DEMO_MODEL))]  # fmt: skip
+        options += [Option(Text.assemble(("run   ", "bold magenta"), f"{r.name}  ({r.technique} on {r.model}, {r.when_text()})"),
+                           id=str(r.path)) for r in _finished_runs(self.app.runs_dir)]  # fmt: skip
         options += [Option(Text.assemble(("hub   ", "bold"), m.label()), id=m.name_or_path) for m in CURATED_MODELS]
         options += [Option(Text.assemble(("cache ", "bold cyan"), f"{m}  (downloaded)"), id=f"cache:{m}") for m in cached_models()]
         yield OptionList(*options, id="model-list")
@@ -82,6 +90,11 @@ class ModelStep(Step):
             return "pick a model, or type a hub id or a local folder"
         self.draft.set("model.name_or_path", value)
         return None
+
+
+def _finished_runs(runs_dir: Path) -> list[RunInfo]:
+    """The runs there is a result to start from: completed, or stopped after saving final/."""
+    return [r for r in list_runs(runs_dir) if r.status in ("completed", "stopped") and RunDir(r.path).final.is_dir()]
 
 
 class TechniqueStep(Step):
@@ -120,7 +133,8 @@ class TechniqueStep(Step):
 def apply_technique(raw: dict[str, Any], technique: str) -> None:
     """Switch the draft to `technique` with its usual defaults (and the demo model's, for the demo)."""
     raw.setdefault("train", {})["technique"] = technique
-    demo = raw.get("model", {}).get("name_or_path") == str(DEMO_MODEL)
+    # A run trained on the demo model (or on a run of it) is as tiny: it takes the demo's defaults too.
+    demo = origin_model(str(raw.get("model", {}).get("name_or_path", ""))) == str(DEMO_MODEL)
     values = {**TECHNIQUE_DEFAULTS[technique], **(DEMO_COMMON if demo else {}), **(DEMO_DEFAULTS[technique] if demo else {})}
     for dotted, value in values.items():
         section, key = dotted.split(".")
