@@ -1,9 +1,10 @@
 """The headless front end: run events -> a progress bar and console lines.
 
-On a terminal, one bar line is redrawn in place (step/total, loss, tokens/s, ETA) and
-everything else (evals, checkpoints, warnings) prints above it; in a log file or a pipe the
-bar becomes a plain line every few seconds. Ctrl-C (or a SIGTERM, from `kill` or a job scheduler)
-asks the run to save and stop; a second one stops it at once. A worker that dies without an end
+On a terminal, one bar line is redrawn in place (step/total, loss, tokens/s, ETA) on every metrics and
+progress event, and everything else (evals, checkpoints, warnings) prints above it; in a log file or a
+pipe the bar becomes a plain line every few seconds (of the events' own times, so a replay prints the same).
+The Log tab of the app is this printer's output, on the app's own RunState. Ctrl-C (or a SIGTERM,
+from `kill` or a job scheduler) asks the run to save and stop; a second one stops it at once. A worker that dies without an end
 event (kill -9, the OOM killer) is reported as such, with exit code 1.
 
 Imports no torch and no textual.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
@@ -25,6 +25,7 @@ from smoltrain.engine.events import (
     EvalResult,
     Event,
     Metrics,
+    Progress,
     RunFailed,
     RunFinished,
     RunStarted,
@@ -49,10 +50,10 @@ class Printer:
     """Renders events as lines; the figures it prints (ETA, memory) come from the RunState fold the
     app renders too."""
 
-    def __init__(self, out: TextIO = sys.stdout, tty: bool | None = None) -> None:
+    def __init__(self, out: TextIO = sys.stdout, tty: bool | None = None, state: RunState | None = None) -> None:
         self.out = out
         self.tty = out.isatty() if tty is None else tty
-        self.state = RunState()
+        self.state = state if state is not None else RunState()  # the app passes its own: one fold, one ETA
         self._bar_shown = False
         self._last_plain = 0.0
         self._sample_every = 1
@@ -77,7 +78,7 @@ class Printer:
             self._sample_every, self._sample_step = max(1, event.max_steps // 10), None
             self.line(f"stage {event.stage + 1}: {event.technique}, {event.max_steps} steps")
             self.line(f"  data: {event.data}")
-        elif isinstance(event, Metrics):
+        elif isinstance(event, (Metrics, Progress)):
             self._progress(event)
         elif isinstance(event, Eval):
             values = "  ".join(f"{k.removeprefix('eval_')} {_num(v)}" for k, v in event.values.items()
@@ -94,7 +95,8 @@ class Printer:
             scores = "  ".join(f"{k} {v:.3f}" for k, v in event.scores.items())
             self.line(f"eval {event.subject}: {scores}")
         elif isinstance(event, StageFinished):
-            self.line(f"stage {event.stage + 1} ({event.technique}) done at step {event.step}: {event.output_dir}")
+            ended = "stopped" if event.step < self.state.max_steps else "done"  # a stop ends a stage early
+            self.line(f"stage {event.stage + 1} ({event.technique}) {ended} at step {event.step}: {event.output_dir}")
         elif isinstance(event, RunFinished):
             self._finished(event)
         elif isinstance(event, RunFailed):
@@ -116,21 +118,22 @@ class Printer:
         self._sample_step = event.step
         self.line(f"sample @ step {event.step} ({event.label}, reward {_num(event.reward)}): {event.completion[:100]!r}")
 
-    def _progress(self, event: Metrics) -> None:
-        now = time.time()
-        v = event.values
-        frac = min(1.0, event.step / event.max_steps) if event.max_steps > 0 else 0.0
+    def _progress(self, event: Metrics | Progress) -> None:
+        """The bar, from the fold: a progress event moves its step and keeps the last logged loss."""
+        state = self.state
+        frac = min(1.0, state.step / state.max_steps) if state.max_steps > 0 else 0.0
         filled = int(frac * BAR_WIDTH)
-        parts = [f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {event.step}/{event.max_steps}"]
-        if "loss" in v:
-            parts.append(f"loss {_num(v['loss'])}")
-        text = "  ".join(parts + self.state.status_parts())
+        parts = [f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {state.step}/{state.max_steps}"]
+        if "loss" in state.last:
+            parts.append(f"loss {_num(state.last['loss'])}")
+        text = "  ".join(parts + state.status_parts())
+        last_logged_step = isinstance(event, Metrics) and event.step >= event.max_steps
         if self.tty:
             self.out.write("\r\033[K" + text)
             self.out.flush()
             self._bar_shown = True
-        elif now - self._last_plain >= PLAIN_LINE_EVERY_S or event.step >= event.max_steps:
-            self._last_plain = now
+        elif event.time - self._last_plain >= PLAIN_LINE_EVERY_S or last_logged_step:
+            self._last_plain = event.time
             self.line(text)
 
     def _finished(self, event: RunFinished) -> None:

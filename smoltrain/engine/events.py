@@ -4,7 +4,9 @@ The worker appends one JSON object per line to `runs/<name>/events.jsonl` (writt
 smoltrain/rundir.py, the run folder's owner); both front ends (headless, TUI) render the parsed events. Every event has
 `type` and `time`. A metrics event is flat: `step`, `max_steps` and TRL's logged values under
 TRL's own names (loss, learning_rate, grad_norm, rewards/margins, ...), plus tokens_per_second
-and memory figures where known.
+and memory figures where known (the run's own peak; on CUDA with nvidia-ml-py also the GPU's live
+gpu_util_pct, gpu_mem_used_gb, gpu_mem_total_gb, gpu_temp_c). A progress event is smaller: the step
+reached between logs (about once a second), so a front end's bar moves while the curves wait for the next log.
 
 Imports pydantic and the stdlib only: the runner and the TUI parse events without torch.
 """
@@ -75,6 +77,16 @@ class Eval(_StepValues):
     type: Literal["eval"] = "eval"
 
 
+class Progress(EventBase):
+    """The step training has reached, between logs: at training's begin (a resumed stage's step), then
+    at most about once a second and at the last step. No values: the curves come from metrics events."""
+
+    type: Literal["progress"] = "progress"
+    step: int
+    max_steps: int
+    stage: int = 0
+
+
 class Sample(EventBase):
     type: Literal["sample"] = "sample"
     step: int
@@ -142,13 +154,13 @@ class RunFailed(EventBase):
 
 
 Event = Annotated[
-    RunStarted | StageStarted | Metrics | Eval | Sample | Checkpoint | Warning | EvalResult | StageFinished | RunFinished
-    | RunFailed,
+    RunStarted | StageStarted | Metrics | Eval | Progress | Sample | Checkpoint | Warning | EvalResult | StageFinished
+    | RunFinished | RunFailed,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 EVENT_TYPES = (
-    "run_started", "stage_started", "metrics", "eval", "sample",
+    "run_started", "stage_started", "metrics", "eval", "progress", "sample",
     "checkpoint", "warning", "eval_result", "stage_finished", "run_finished", "run_failed",
 )  # fmt: skip
 

@@ -145,7 +145,7 @@ def out_of_memory_error(cfg: RunConfig, where: str) -> FitError:
             )
 
             estimate = memory.estimate(cfg, gpu)
-            message += f"; estimated {estimate.total_gb:.1f} GB of {gpu:.1f} GB"
+            message += f"; estimated {estimate.total_gb:.1f} GiB of {gpu:.1f} GiB"
             proposal = memory.fit(cfg, gpu)
             sets = " ".join(f"--set {k}={v}" for k, v in proposal.overrides.items())
             hint = f"{proposal.explain()}{' (' + sets + ')' if sets else ''}; or set train.auto_fit = true"

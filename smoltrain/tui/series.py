@@ -1,4 +1,10 @@
-"""The curves of a run: which plots a RunState (smoltrain/runstate.py) has data for, and two runs overlaid.
+"""The curves of a run: which plots a RunState (smoltrain/runstate.py) has data for, and any number of
+runs overlaid.
+
+A line is one series of one stage of one run: a pipeline's stages are separate lines (SFT's loss and
+GRPO's loss are different quantities, never joined), laid end to end on the run's step axis, with
+markers where a stage began, a checkpoint was saved, the run stopped or resumed. `Panel.only(stage)`
+is one stage on its own, in its own steps.
 
 Pure Python: never imports torch or textual (the plot widget draws these).
 """
@@ -6,41 +12,78 @@ Pure Python: never imports torch or textual (the plot widget draws these).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
-from smoltrain.runstate import RunState
+from smoltrain.runstate import Mark, RunState
 
 _REWARD_FN = re.compile(r"^rewards/(.+)/mean$")
 
 
 @dataclass(frozen=True)
 class Line:
-    label: str
+    label: str  # the series: "train", "eval", a reward function
     xs: list[float]
     ys: list[float]
+    run: str = ""  # whose line, where several runs share a plot
+    stage: str = ""  # the stage it belongs to, e.g. "2 grpo"
+    start: float = 0.0  # where that stage began on the run's step axis
+
+
+@dataclass(frozen=True)
+class Marker:
+    x: float
+    kind: str  # "stage", "checkpoint", "stopped", "resumed" (runstate.Mark)
+    label: str = ""
+    run: str = ""
+    stage: str = ""
+    start: float = 0.0
 
 
 @dataclass(frozen=True)
 class Panel:
     title: str
     lines: list[Line]
+    markers: list[Marker] = field(default_factory=list)
+
+    @property
+    def stages(self) -> list[str]:
+        return list(dict.fromkeys(line.stage for line in self.lines))
+
+    def only(self, stage: str) -> Panel:
+        """This stage's lines and markers on their own, in the stage's own steps."""
+        lines = [replace(line, xs=[x - line.start for x in line.xs], start=0.0)
+                 for line in self.lines if line.stage == stage]  # fmt: skip
+        markers = [replace(m, x=m.x - m.start, start=0.0) for m in self.markers if m.stage == stage and m.kind != "stage"]
+        return Panel(self.title, lines, markers)
 
 
-def _line(state: RunState, label: str, key: str) -> Line | None:
-    points = state.series.get(key)
-    if not points:
-        return None
-    return Line(label, [x for x, _ in points], [y for _, y in points])
+def stage_label(state: RunState, index: int) -> str:
+    technique = state.stages[index] if index < len(state.stages) else "?"
+    return f"{index + 1} {technique}"
 
 
-def _panel(state: RunState, title: str, pairs: list[tuple[str, str]]) -> Panel | None:
-    lines = [line for label, key in pairs if (line := _line(state, label, key)) is not None]
-    return Panel(title, lines) if lines else None
+def _lines(state: RunState, label: str, key: str) -> list[Line]:
+    return [
+        Line(label, [x for x, _ in points], [y for _, y in points], state.name, stage_label(state, stage),
+             state.stage_starts.get(stage, 0.0))
+        for stage, curves in sorted(state.stage_series.items())
+        if (points := curves.get(key))
+    ]
+
+
+def _markers(state: RunState) -> list[Marker]:
+    def marker(mark: Mark) -> Marker:
+        stage = stage_label(state, mark.stage)
+        return Marker(mark.x, mark.kind, stage if mark.kind == "stage" else mark.label, state.name, stage,
+                      state.stage_starts.get(mark.stage, 0.0))  # fmt: skip
+
+    return [marker(mark) for mark in state.marks]
 
 
 def panels(state: RunState) -> list[Panel]:
     """The plots this run has data for, most telling first."""
-    reward_fns = sorted(m.group(1) for k in state.series if (m := _REWARD_FN.match(k.removeprefix("train:"))))
+    keys = {key for curves in state.stage_series.values() for key in curves}
+    reward_fns = sorted(m.group(1) for k in keys if (m := _REWARD_FN.match(k.removeprefix("train:"))))
     wanted = [
         ("loss", [("train", "train:loss"), ("eval", "eval:eval_loss")]),
         ("reward mean ± std", [("mean", "train:reward"), ("+std", "train:reward+std"), ("-std", "train:reward-std")]),
@@ -51,17 +94,30 @@ def panels(state: RunState) -> list[Panel]:
         ("learning rate", [("lr", "train:learning_rate")]),
         ("grad norm", [("grad norm", "train:grad_norm")]),
     ]
-    return [panel for title, pairs in wanted if (panel := _panel(state, title, pairs)) is not None]
+    markers = _markers(state)
+    found = []
+    for title, pairs in wanted:
+        lines = [line for label, key in pairs for line in _lines(state, label, key)]
+        if lines:
+            stages = {line.stage for line in lines}
+            found.append(Panel(title, lines, [m for m in markers if m.stage in stages]))
+    return found
 
 
-def overlay(a: RunState, b: RunState) -> list[Panel]:
-    """Two runs' plots drawn together: every panel either has, each line labelled by its run."""
-    by_title: dict[str, list[Line]] = {}
-    for state in (a, b):
+def _technique(stage: str) -> str:
+    return stage.partition(" ")[2] or stage
+
+
+def overlay(*states: RunState) -> list[Panel]:
+    """Several runs' plots drawn together: every panel any of them has, each line tagged with its run.
+    Stages go by technique ("dpo", not "3 dpo"), so one stage on its own lines up the runs' DPO stages."""
+    by_title: dict[str, Panel] = {}
+    for state in states:
         for panel in panels(state):
-            if panel.title == "reward mean ± std":  # the spread of two runs is unreadable together
-                panel = Panel(panel.title, panel.lines[:1])
-            by_title.setdefault(panel.title, []).extend(
-                Line(f"{state.name}: {line.label}", line.xs, line.ys) for line in panel.lines
-            )
-    return [Panel(title, lines) for title, lines in by_title.items()]
+            lines = [replace(line, stage=_technique(line.stage)) for line in panel.lines]
+            if panel.title == "reward mean ± std":  # the spread of several runs is unreadable together
+                lines = [line for line in lines if line.label == "mean"]
+            markers = [replace(m, stage=_technique(m.stage), label=_technique(m.label)) for m in panel.markers]
+            seen = by_title.get(panel.title, Panel(panel.title, []))
+            by_title[panel.title] = Panel(panel.title, seen.lines + lines, seen.markers + markers)
+    return list(by_title.values())

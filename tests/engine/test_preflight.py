@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import smoltrain
+import smoltrain.memory.shapes  # noqa: F401 - loaded before the tests below hide smoltrain.memory: the disk check reads it
 from smoltrain.config.load import load_config
 from smoltrain.engine import preflight
 from smoltrain.engine.checkpoints import is_complete
@@ -55,7 +56,7 @@ def test_oom_in_the_preflight_explains_and_suggests_a_fit(sft_preset, tmp_path, 
     with pytest.raises(FitError) as err:
         _run(sft_preset, tmp_path, ["train.max_steps=3"])
     assert "out of GPU memory in the preflight" in err.value.message and "micro_batch_size 8" in err.value.message
-    assert "estimated 11.5 GB of 8.0 GB" in err.value.message
+    assert "estimated 11.5 GiB of 8.0 GiB" in err.value.message
     assert "--set train.micro_batch_size=2" in err.value.hint and "train.auto_fit = true" in err.value.hint
 
 

@@ -3,7 +3,9 @@ progress, warnings and the end of the run update as lines arrive."""
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import pytest
 from textual.widgets import ProgressBar, Static, TabbedContent
@@ -35,7 +37,7 @@ async def test_run_screen_follows_the_events_file(workdir):
         assert isinstance(screen, RunScreen)
         plots = screen.query_one(PlotGrid)
         assert plots.titles[:1] == ["loss"] and "reward mean ± std" not in plots.titles
-        status = str(screen.query_one("#status", Static).render())
+        status = str(screen.query_one("#status", Static).render()) + str(screen.query_one("#figures", Static).render())
         assert "stage 1/2 sft" in status and "ETA" in status and "tok/s" in status and "mem" in status
         assert "4bit on" in str(screen.query_one("#active", Static).render())
         first = screen.query_one(ProgressBar).progress
@@ -205,3 +207,163 @@ async def test_an_ended_run_offers_only_what_it_can_do(workdir):
         await pilot.pause()
         assert screen.handle is None, "no worker started to fail again"
         assert notified and "failed before it saved anything" in notified[-1] and "config.toml" in notified[-1]
+
+
+# --- issue 14: defects 5, 7, 14 and the run screen's new figures ------------------------------------------------
+
+
+def _stopped_dpo_run(workdir) -> Path:
+    """The recorded DPO run, stopped on request at step 55: its events hold the worker's own stop warning."""
+    from smoltrain.engine.events import RunFinished, StageFinished
+
+    run_dir = install_run(workdir / "runs", "dpo-partial")
+    with (run_dir / "events.jsonl").open("a") as f:
+        for event in [Warning(message="stop requested: finishing this step, then saving", hint="stop again"),
+                      StageFinished(stage=0, technique="dpo", step=55, output_dir=str(run_dir / "final")),
+                      RunFinished(status="stopped", step=55, final_dir=str(run_dir / "final"), duration_s=260.0)]:
+            f.write(event.to_json() + "\n")
+    return run_dir
+
+
+def _log_text(screen) -> str:
+    from textual.widgets import RichLog
+
+    return "\n".join(line.text for line in screen.query_one("#log-pane", RichLog).lines)
+
+
+async def test_opening_a_finished_run_does_not_raise_its_old_warnings_again(workdir, monkeypatch):
+    """Defect 5: its history is history even when the reader hands it over in several reads."""
+    from smoltrain import rundir
+
+    run_dir = _stopped_dpo_run(workdir)
+    original = rundir.EventReader.read
+
+    def in_small_reads(self):  # a reader that reads a few KiB at a time, as a long file may be read
+        size = self.path.stat().st_size
+        if size - self.offset > 2048:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                chunk = f.read(2048)
+            self.offset += len(chunk)
+            *lines, self._pending = (self._pending + chunk).split(b"\n")
+            return [e for line in lines if (e := rundir._parse_line(line)) is not None]
+        return original(self)
+
+    monkeypatch.setattr(rundir.EventReader, "read", in_small_reads)
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_run(run_dir)
+        await pilot.pause(12 * POLL_S)
+        screen = app.screen
+        assert screen.state.finished is not None and screen.state.finished.status == "stopped"
+        assert not [n.message for n in app._notifications], "a past run's warnings and end are not news"
+        assert screen.query_one(TabbedContent).active == "curves", "a past run opens on its curves"
+
+
+async def test_a_resumed_run_keeps_its_step_and_moves_between_logs(workdir):
+    """Defect 7: resuming showed '0% step 0/60' until the next log; progress events move the bar between logs,
+    and the header and the Log say the same ETA."""
+    from smoltrain.engine.events import Progress, RunStarted, StageStarted
+
+    run_dir = install_run(workdir / "runs", "dpo-partial")
+    lock = WorkerLock(RunDir(run_dir))
+    lock.acquire()
+    events = run_dir / "events.jsonl"
+    recorded = [json.loads(line) for line in events.read_text().splitlines()]
+    started = next(e for e in recorded if e["type"] == "run_started")
+    stage = next(e for e in recorded if e["type"] == "stage_started")
+    t = 1795269500.0
+    resumed = RunStarted(**{**started, "time": t, "resumed_from": str(run_dir / "checkpoints" / "checkpoint-40")})
+    with events.open("a") as f:
+        f.write(resumed.to_json() + "\n" + StageStarted(**{**stage, "time": t + 1}).to_json() + "\n")
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_run(run_dir)
+        await pilot.pause(2 * POLL_S)
+        screen = app.screen
+        status = str(screen.query_one("#status", Static).render())
+        assert screen.query_one(ProgressBar).progress == 40 and "step 40/60" in status, status
+        with events.open("a") as f:
+            for i, step in enumerate((40, 41, 42, 43)):
+                f.write(Progress(step=step, max_steps=60, time=t + 5 + 2 * i).to_json() + "\n")
+        await pilot.pause(3 * POLL_S)
+        status = str(screen.query_one("#status", Static).render())
+        assert screen.query_one(ProgressBar).progress == 43 and "step 43/60" in status, status
+        assert "ETA 00:34" in status, status  # 3 steps in 6 s, 17 to go
+        assert screen._printer.state is screen.state, "the Log's lines and the header read one fold"
+    lock.release()
+
+
+async def test_the_status_keeps_memory_and_eta_at_80_columns(workdir):
+    """Defect 14: at 80x24 the status line was cut before its memory figure (a GPU run's figures are long)."""
+    from smoltrain.engine.events import Metrics
+
+    run_dir = install_run(workdir / "runs", "grpo-pipeline", events=False)
+    lock = WorkerLock(RunDir(run_dir))
+    lock.acquire()
+    lines = (DATA / "grpo-pipeline.events.jsonl").read_text().splitlines(keepends=True)
+    gpu = Metrics(step=8, max_steps=10, stage=1, loss=0.5, tokens_per_second=12345.6, memory_allocated_gb=12.34,
+                  gpu_util_pct=100.0, gpu_mem_used_gb=20.5, gpu_mem_total_gb=80.0, gpu_temp_c=71.0,
+                  time=json.loads(lines[-9])["time"] + 1)  # fmt: skip
+    (run_dir / "events.jsonl").write_text("".join(lines[:-8]) + gpu.to_json() + "\n")  # mid-way through GRPO
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_run(run_dir)
+        await pilot.pause(2 * POLL_S)
+        text = _visible(app.screen, "#status", "#figures")
+        assert "stage 2/2 grpo" in text and "step 8/10" in text and "ETA 00:" in text, text
+        assert "mem 12.3 GiB" in text and "GPU 100% 20.5/80.0 GiB 71°C" in text, text
+        assert "elapsed" in text and "steps/s" in text, text
+    lock.release()
+
+
+def _visible(screen, *selectors: str) -> str:
+    """What the terminal shows of these widgets: the screen's own rows where they are, cut where it cuts them."""
+    rows = ["".join(segment.text for segment in strip) for strip in screen._compositor.render_strips()]
+    shown = []
+    for selector in selectors:
+        region = screen._compositor.find_widget(screen.query_one(selector)).clip.intersection(
+            screen.query_one(selector).region)  # fmt: skip
+        shown += [rows[y][region.x : region.right] for y in range(region.y, region.bottom)]
+    return "\n".join(shown)
+
+
+async def test_gpu_figures_library_warnings_and_the_raw_worker_log(workdir):
+    """The run's GPU figures next to its peak memory; the libraries' warnings in the Log; `l` shows worker.log."""
+    from smoltrain.engine.events import Metrics
+
+    gpu = Metrics(step=56, max_steps=60, loss=0.69, memory_allocated_gb=3.2, gpu_util_pct=87.0, gpu_mem_used_gb=20.5,
+                  gpu_mem_total_gb=24.0, gpu_temp_c=71.0, time=1795269400.0)  # fmt: skip
+    library = Warning(message="trl: All reward functions returned None", source="library")
+    run_dir = install_run(workdir / "runs", "dpo-partial")
+    lock = WorkerLock(RunDir(run_dir))
+    lock.acquire()
+    with (run_dir / "events.jsonl").open("a") as f:
+        f.write(library.to_json() + "\n" + gpu.to_json() + "\n")
+    (run_dir / "worker.log").write_text("".join(f"log line {i}\n" for i in range(800)))
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_run(run_dir)
+        await pilot.pause(2 * POLL_S)
+        screen = app.screen
+        text = _visible(screen, "#status", "#figures")
+        assert "GPU 87%" in text and "20.5/24.0 GiB" in text and "71°C" in text, text
+        await pilot.press("3")
+        await pilot.pause()
+        assert "library warning: trl: All reward functions returned None" in _log_text(screen)
+
+        from textual.widgets import Log
+
+        await pilot.press("l")
+        await pilot.pause(2 * POLL_S)
+        raw = screen.query_one("#raw-log", Log)
+        assert raw.display and not screen.query_one("#log-pane").display
+        assert raw.lines[-1] == "log line 799" and "log line 200" not in raw.lines and len(raw.lines) <= 500
+        with (run_dir / "worker.log").open("a") as f:
+            f.write("a new line\n")
+        await pilot.pause(3 * POLL_S)
+        assert raw.lines[-1] == "a new line", "it tails the file live"
+        await pilot.press("l")
+        await pilot.pause()
+        assert screen.query_one("#log-pane").display and not raw.display
+    lock.release()

@@ -12,6 +12,7 @@ SAMPLES = [
     ev.StageStarted(stage=0, technique="sft", max_steps=10, train_rows=90, eval_rows=10, data="90 rows"),
     ev.Metrics(step=3, max_steps=10, loss=1.5, learning_rate=1e-4, **{"rewards/margins": 0.3}),
     ev.Eval(step=3, max_steps=10, eval_loss=1.2),
+    ev.Progress(step=4, max_steps=10, stage=1),
     ev.Sample(step=3, prompt="What is 2+2?", completion="4 ✓", reward=1.0, label="best"),
     ev.Checkpoint(step=5, path="/r/checkpoints/checkpoint-5"),
     ev.Warning(message="loss is nan", hint="lower the learning rate", step=4),
@@ -44,3 +45,18 @@ def test_metrics_keep_trl_names_flat():
 def test_unknown_type_is_rejected():
     with pytest.raises(ValueError):
         ev.parse_event('{"type": "nonsense", "time": 1}')
+
+
+def test_metrics_carry_the_gpu_figures_flat():
+    line = ev.Metrics(step=1, max_steps=2, gpu_util_pct=87.0, gpu_mem_used_gb=20.5, gpu_mem_total_gb=24.0,
+                      gpu_temp_c=71.0).to_json()  # fmt: skip
+    assert ev.parse_event(line).values == {"gpu_util_pct": 87.0, "gpu_mem_used_gb": 20.5, "gpu_mem_total_gb": 24.0,
+                                           "gpu_temp_c": 71.0}  # fmt: skip
+
+
+def test_progress_is_small_and_has_no_values():
+    """It is written about once a second: a step, not a metrics line."""
+    event = ev.Progress(step=4, max_steps=10)
+    assert set(ev.parse_event(event.to_json()).model_dump()) == {"type", "time", "step", "max_steps", "stage"}
+    with pytest.raises(ValueError):
+        ev.parse_event('{"type": "progress", "time": 1, "step": 1, "max_steps": 2, "loss": 0.5}')

@@ -62,3 +62,66 @@ def test_grpo_samples_are_shown_about_ten_times_a_stage_not_every_step():
     lines = [line for line in render(stream, tty=False).splitlines() if line.startswith("sample")]
     assert 16 <= len(lines) <= 22, lines
     assert "best 1'" in lines[0] and "worst 1'" in lines[1], "both ends of a shown step are printed"
+
+
+# --- issue 14: progress events, resumed steps, stopped stages, elapsed time and pace -------------------------------
+
+T0 = 1_800_000_000.0
+RESUMED = [
+    ev.RunStarted(run_dir="/r", name="demo", model="tiny", device="cpu", dtype="float32", stages=["sft"], active={},
+                  trainable_params=5, total_params=50, resumed_from="/r/checkpoints/checkpoint-20", time=T0),
+    ev.StageStarted(stage=0, technique="sft", max_steps=100, train_rows=9, eval_rows=1, data="d", time=T0 + 1),
+]  # fmt: skip
+
+
+def test_a_resumed_run_starts_at_its_checkpoint_step_not_zero():
+    """Defect 7: the bar read '0% step 0/100' for ~25 s after a resume, then jumped to 20/100."""
+    printer = Printer(io.StringIO(), tty=True)
+    for event in RESUMED:
+        printer.render(event)
+    assert printer.state.step == 20
+    printer.render(ev.Progress(step=20, max_steps=100, time=T0 + 30))  # on_train_begin confirms it
+    assert printer.state.step == 20 and printer.state.series == {}
+
+
+def test_progress_moves_the_bar_between_logs_without_a_line_each():
+    stream = [*RESUMED, ev.Metrics(step=20, max_steps=100, loss=1.5, time=T0 + 2)]
+    stream += [ev.Progress(step=step, max_steps=100, time=T0 + 2 + step - 20) for step in range(21, 31)]
+    text = render(stream, tty=True)
+    assert text.rsplit("\r\033[K", 1)[-1].startswith("[#######.") and "30/100" in text.rsplit("\r", 1)[-1]
+    assert "loss 1.5" in text.rsplit("\r", 1)[-1], "the last logged loss stays on the bar"
+    lines = render(stream, tty=False).splitlines()
+    bars = [line for line in lines if "/100" in line]
+    assert len(bars) <= 3, bars  # one a few seconds (of the events' own times), not one per progress event
+    state = Printer(io.StringIO()).state
+    for event in stream:
+        state.feed(event)
+    assert state.step == 30 and len(state.series["train:loss"]) == 1, "progress moves the step, not the curves"
+
+
+def test_elapsed_time_and_steps_per_second_come_from_the_events_times():
+    stream = [*RESUMED] + [ev.Progress(step=s, max_steps=100, time=T0 + 10 + 2 * (s - 20)) for s in range(20, 31)]
+    printer = Printer(io.StringIO())
+    for event in stream:
+        printer.render(event)
+    state = printer.state
+    assert state.elapsed_s() == 30.0  # the last event's time less the run_started's
+    assert state.steps_per_s() == 0.5
+    assert "ETA 02:20" in state.status_parts()  # 70 steps at 2 s each
+
+
+def test_a_stopped_stage_says_stopped_not_done():
+    """Defect 14: a stage that ended because of a stop was logged as 'done'."""
+    stream = [*RESUMED, ev.Metrics(step=35, max_steps=100, loss=1.0, time=T0 + 40),
+              ev.Warning(message="stop requested: finishing this step, then saving", time=T0 + 41),
+              ev.StageFinished(stage=0, technique="sft", step=36, output_dir="/r/final", time=T0 + 42),
+              ev.RunFinished(status="stopped", step=36, final_dir="/r/final", duration_s=42, time=T0 + 43)]  # fmt: skip
+    text = render(stream, tty=False)
+    assert "stage 1 (sft) stopped at step 36" in text and "done at step" not in text
+    done = render([*STREAM[:2], ev.StageFinished(stage=0, technique="sft", step=4, output_dir="/r/final")], tty=False)
+    assert "stage 1 (sft) done at step 4" in done
+
+
+def test_library_warnings_are_printed_as_such():
+    text = render([ev.Warning(message="trl: All reward functions returned None", source="library")], tty=False)
+    assert text == "library warning: trl: All reward functions returned None\n"

@@ -48,7 +48,7 @@ def test_the_writer_starts_on_a_fresh_line_after_a_torn_one(tmp_path: Path):
 def test_invalid_utf8_is_skipped_not_fatal(tmp_path: Path):
     """A file cut inside a multi-byte character (or damaged) loses that line only."""
     path = tmp_path / "events.jsonl"
-    sample = SAMPLES[4].to_json().encode()  # the sample's completion holds a non-ASCII mark
+    sample = next(e for e in SAMPLES if e.type == "sample").to_json().encode()  # its completion holds a non-ASCII mark
     cut = sample[: sample.index("✓".encode()) + 1]
     path.write_bytes(SAMPLES[0].to_json().encode() + b"\n" + cut + b"\n" + b"\xff\xfe\n" + SAMPLES[1].to_json().encode() + b"\n")
     assert [e.type for e in read_events(path)] == ["run_started", "stage_started"]

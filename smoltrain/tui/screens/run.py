@@ -6,7 +6,12 @@ stage's before/after answers side by side and the exports; Eval shows what evalu
 (widgets/eval_panel.py, read again when an EvalResult event arrives); "Try it" asks the trained model and its
 starting model a prompt of the user's (widgets/try_it.py; generation in a child process) (the headless printer's own
 lines, so both front ends word things the same). Keys: save a checkpoint now, stop and save (after a
-confirm), back to home; leaving never stops the run, and the app asks before quitting over one.
+confirm), back to home; leaving never stops the run, and the app asks before quitting over one. The Log tab
+is the headless printer's lines on this screen's own RunState (one fold: the header and the Log say the same ETA);
+`l` there swaps it for worker.log as written (its last LOG_LINES lines, tailed live). The status says the step,
+ETA and memory first (they must survive 80 columns), then the GPU's live figures, elapsed time and pace.
+History is not news: what the events file held when the screen opened never raises a notice, however many
+reads it takes.
 
 Never imports torch: training runs in the worker child process started by smoltrain.runner.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.table import Table
@@ -27,6 +33,7 @@ from textual.screen import Screen
 from textual.widgets import (
     Footer,
     Header,
+    Log,
     ProgressBar,
     RichLog,
     Static,
@@ -49,27 +56,65 @@ from smoltrain.tui.widgets.plots import PlotGrid
 from smoltrain.tui.widgets.try_it import TryIt
 
 POLL_S = 0.2  # events reach the plots within this plus one redraw
+LOG_LINES = 500  # of worker.log, in the raw view
+_LOG_TAIL_BYTES = 256 * 1024  # read to find them
 _INTERRUPTED = "WorkerDied"  # the RunFailed the screen makes up for a worker that died without an end event
 
 
 class _LogStream:
-    """The headless printer's output, line by line into the log pane; warnings and errors stand out."""
+    """The headless printer's output, line by line into the log pane; warnings and errors stand out, the
+    libraries' own warnings less."""
 
-    def __init__(self, log: RichLog) -> None:
+    def __init__(self, log: Callable[[], RichLog]) -> None:
         self.log, self._buffer = log, ""
 
     def write(self, text: str) -> None:
         self._buffer += text.replace("\r\033[K", "")
         *lines, self._buffer = self._buffer.split("\n")
         for line in lines:
-            style = "bold $warning" if line.startswith(("warning", "stopping")) else "bold red" if line.startswith("error") else ""
-            self.log.write(Text(line, style=style.replace("$warning", "yellow")))
+            self.log().write(Text(line, style=_line_style(line)))
 
     def flush(self) -> None:
         pass
 
     def isatty(self) -> bool:
         return False
+
+
+def _line_style(line: str) -> str:
+    if line.startswith(("warning", "stopping")):
+        return "bold yellow"
+    if line.startswith("library warning"):
+        return "yellow"
+    return "bold red" if line.startswith("error") else ""
+
+
+class _FileTail:
+    """The last lines of a growing text file (worker.log), then what is appended to it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.offset, self._pending = path, 0, ""
+
+    def start(self, lines: int) -> list[str]:
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            size = 0
+        begin = max(0, size - _LOG_TAIL_BYTES)
+        self.offset, self._pending = begin, ""
+        found = self.read()
+        return (found[1:] if begin else found)[-lines:]  # begun mid-file: its first line is cut
+
+    def read(self) -> list[str]:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except OSError:
+            return []
+        self.offset += len(chunk)
+        *lines, self._pending = (self._pending + chunk.decode("utf-8", errors="replace")).split("\n")
+        return [line.rsplit("\r", 1)[-1] for line in lines]  # a progress bar's redraws: the last one
 
 
 def _sample_text(sample: Sample) -> Text:
@@ -105,12 +150,16 @@ class RunScreen(Screen[None]):
         Binding("r", "resume", "Resume"),
         Binding("escape", "leave", "Back (run continues)"),
         Binding("escape", "back", "Back"),  # the same key, worded for a run that has ended (check_action)
+        Binding("l", "raw_log(True)", "worker.log"),  # on the Log tab only (check_action)
+        Binding("l", "raw_log(False)", "Events log"),
         Binding("1", "tab('curves')", "Curves", show=False),
         Binding("2", "tab('samples')", "Samples", show=False),
         Binding("3", "tab('log')", "Log", show=False),
         Binding("4", "tab('result')", "Result", show=False),
         Binding("5", "tab('try')", "Try it", show=False),
         Binding("6", "tab('eval')", "Eval", show=False),
+        Binding("[", "stage(-1)", "Stage", show=False),  # the Curves tab's stage picker (widgets/plots.py)
+        Binding("]", "stage(1)", "Stage", show=False),
     ]
 
     def __init__(self, run_dir: Path, handle: runner.RunHandle | None = None) -> None:
@@ -118,10 +167,17 @@ class RunScreen(Screen[None]):
         self.run_dir, self.handle = run_dir, handle
         self.state = RunState(name=run_dir.name)
         self.tail = EventReader(RunDir(run_dir).events)
+        try:  # what the file holds now is history, even if it takes the reader several reads
+            self._history_end = RunDir(run_dir).events.stat().st_size
+        except OSError:
+            self._history_end = 0
         self._stop_requests = 0
         self._samples_shown = 0
-        self._printer: Printer | None = None
-        self._live = False  # past the first read: an end event now is news, not history
+        # The Log tab's lines, rendered from this screen's state (the printer feeds it).
+        log = _LogStream(lambda: self.query_one("#log-pane", RichLog))
+        self._printer = Printer(out=log, tty=False, state=self.state)  # type: ignore[arg-type]
+        self._live = False  # past the history: an end event or a warning now is news
+        self._worker_log = _FileTail(RunDir(run_dir).worker_log)
         self.try_it = TryIt(run_dir, id="try-it")
 
     def compose(self) -> ComposeResult:
@@ -129,6 +185,7 @@ class RunScreen(Screen[None]):
         with Horizontal(id="progress-row"):
             yield ProgressBar(id="progress", show_eta=False)
             yield Static("waiting for the worker…", id="status")
+        yield Static("", id="figures")
         yield Static("", id="active")
         with TabbedContent(id="tabs", initial="curves"):
             with TabPane("Curves [1]", id="curves"):
@@ -138,6 +195,7 @@ class RunScreen(Screen[None]):
                     yield Static("GRPO runs show their best and worst completions here.", id="samples-text")
             with TabPane("Log [3]", id="log"):
                 yield RichLog(id="log-pane", wrap=True, markup=False)
+                yield Log(id="raw-log", max_lines=LOG_LINES)
             with TabPane("Result [4]", id="result"), VerticalScroll():
                 yield Static("The run is not finished yet.", id="result-text")
                 yield Static("", id="result-compare")
@@ -150,7 +208,7 @@ class RunScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.title, self.sub_title = self.run_dir.name, display_path(self.run_dir)
-        self._printer = Printer(out=_LogStream(self.query_one(RichLog)), tty=False)  # type: ignore[arg-type]
+        self.query_one("#raw-log", Log).display = False
         self.poll()
         self.set_interval(POLL_S, self.poll)
 
@@ -162,9 +220,7 @@ class RunScreen(Screen[None]):
         if events and self.state.failed is not None and self.state.failed.error_type == _INTERRUPTED:
             self.state.failed = None  # it writes again after all (its lock was missed for a moment)
         for event in events:
-            self.state.feed(event)
-            if self._printer is not None:
-                self._printer.render(event)
+            self._printer.render(event)  # feeds self.state
             if isinstance(event, Warning) and event.source == "smoltrain" and self._live:  # news, not history
                 self.notify(event.message + (f"\n{event.hint}" if event.hint else ""), title="warning", severity="warning", timeout=8)
         if not self._live or any(isinstance(event, EvalResult) for event in events):
@@ -173,8 +229,11 @@ class RunScreen(Screen[None]):
             self._show_result()  # also after a RunStarted: a resumed run is not finished any more
             self._redraw()
             self.refresh_bindings()  # Resume shows in the footer once a run has stopped
-        self._check_worker_alive()
-        self._live = True
+        if self.tail.offset >= self._history_end:  # not before: a half-read history is no dead worker
+            self._check_worker_alive()
+            self._live = True
+        if self.query_one("#raw-log", Log).display:
+            self.query_one("#raw-log", Log).write_lines(self._worker_log.read())
 
     def _redraw(self) -> None:
         state = self.state
@@ -182,10 +241,13 @@ class RunScreen(Screen[None]):
         bar = self.query_one(ProgressBar)
         bar.update(total=max(1, state.max_steps), progress=state.step)
         stages = f"stage {state.stage + 1}/{len(state.stages)} {state.technique}  " if len(state.stages) > 1 else f"{state.technique}  "
-        parts = [stages + f"step {state.step}/{state.max_steps}", *state.status_parts()]
+        parts = [stages + f"step {state.step}/{state.max_steps}", state.eta_text()]
         if state.ended:
             parts = [stages + f"step {state.step}", self._status_word()]
         self.query_one("#status", Static).update("  ".join(parts))
+        # Memory first: at 80 columns the line ends where the terminal does.
+        figures = (state.memory_text(), state.gpu_text(), state.pace_text(), state.throughput_text())
+        self.query_one("#figures", Static).update("  ".join(part for part in figures if part))
         self.query_one("#active", Static).update(
             Text("active: ", style="bold").append(" | ".join(f"{k} {v}" for k, v in state.active.items()), style="")
         )
@@ -211,7 +273,7 @@ class RunScreen(Screen[None]):
             if self.handle.process.poll() is None:
                 return
             for event in self.tail.read():  # anything written just before it exited
-                self.state.feed(event)
+                self._printer.render(event)
             if self.state.ended:
                 return
             code = self.handle.process.returncode
@@ -264,7 +326,20 @@ class RunScreen(Screen[None]):
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
 
+    def action_raw_log(self, raw: bool) -> None:
+        """The Log tab shows worker.log as written (raw) or the events' lines."""
+        pane = self.query_one("#raw-log", Log)
+        if raw:
+            pane.clear()
+            pane.write_lines(self._worker_log.start(LOG_LINES))
+        pane.display, self.query_one("#log-pane", RichLog).display = raw, not raw
+        self.refresh_bindings()
+
+    def action_stage(self, delta: int) -> None:
+        self.query_one(PlotGrid).action_stage(delta)
+
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.refresh_bindings()  # `l` is the Log tab's
         if event.pane.id == "eval":  # `smoltrain eval` in another terminal writes results without an event here
             self.query_one(EvalPanel).refresh_results()
 
@@ -301,6 +376,9 @@ class RunScreen(Screen[None]):
         self.notify("Stopping after this step and saving…" if self._stop_requests == 1 else "Stopping now.", title="stop")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "raw_log":  # the Log tab's, worded for the view it switches to
+            on_log = self.query_one(TabbedContent).active == "log"
+            return on_log and parameters[0] != self.query_one("#raw-log", Log).display
         if action == "resume":  # in the footer only for a run that stopped before its end
             finished = self.state.finished
             return self.state.failed is not None or (finished is not None and finished.status != "completed")
