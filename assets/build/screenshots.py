@@ -6,7 +6,7 @@
 
 Run it from the folder that holds `runs/`: the home screen lists those runs. It walks the wizard
 (demo model, SFT, the demo chats with their preview, settings, review) and opens the given run's
-curves, samples and evaluation, at 100x32, through Textual's Pilot: what a user sees, without a terminal.
+curves, samples and evaluation, and Compare of it with two runs beside it, at 100x32, through Textual's Pilot: what a user sees, without a terminal.
 """
 
 from __future__ import annotations
@@ -86,11 +86,25 @@ async def take_result(run_dir: Path) -> None:
         app.screen.try_it.stop_server()
 
 
+async def take_compare(run_dir: Path) -> None:
+    """Compare: the given run and the other runs beside it (up to three in all), one colour per run."""
+    from smoltrain.tui.screens.compare import CompareScreen
+
+    others = sorted(p for p in run_dir.parent.iterdir() if p != run_dir and (p / "events.jsonl").exists())
+    app = SmoltrainApp(runs_dir=str(run_dir.parent))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        app.push_screen(CompareScreen([run_dir, *others[:2]]))
+        await pilot.pause(1)
+        app.save_screenshot("compare.svg", str(OUT))
+
+
 if __name__ == "__main__":
     if len(sys.argv) not in (2, 3) or not all((Path(a) / "events.jsonl").exists() for a in sys.argv[1:]):
         sys.exit(__doc__)
     asyncio.run(take(Path(sys.argv[1]).resolve()))
     asyncio.run(take_eval(Path(sys.argv[1]).resolve()))
+    asyncio.run(take_compare(Path(sys.argv[1]).resolve()))
     if len(sys.argv) == 3:
         asyncio.run(take_result(Path(sys.argv[2]).resolve()))
     print(f"screenshots in {OUT}")

@@ -35,8 +35,8 @@ FACTS: dict[str, TechniqueFacts] = {
     "sft": TechniqueFacts(
         "sft", policy=True, model_class="causal_lm", headline=("loss",),
         next_step="Next: read the answers below and try your own (Try it, or smoltrain chat RUN --compare); then "
-        "align it with DPO (preference pairs) or GRPO (checkable rewards) in a pipeline such as presets/demo.toml, "
-        "or export it below.",
+        "align it with DPO (preference pairs) or GRPO (checkable rewards): a new run started from this one (the "
+        "wizard's Model step lists it) or a pipeline such as presets/demo.toml; or export it below.",
         regression_remedy="the SFT data may not teach this task, or teaches another answer format than the task reads; "
         "if the eval loss rose late in training, train fewer steps or at a lower learning rate",
     ),

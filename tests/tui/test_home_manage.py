@@ -72,7 +72,12 @@ async def test_delete_asks_with_the_size_and_removes_the_folder(app, recorded_ru
         assert (recorded_runs / "dpo-partial").is_dir() and "dpo-partial" in _rows(app)
         await pilot.press("d")
         await pilot.pause()
-        await pilot.press("enter")  # the first button: Delete
+        await pilot.press("enter")  # Enter alone cancels: the focus starts on Cancel, as nothing brings the run back
+        await pilot.pause()
+        assert (recorded_runs / "dpo-partial").is_dir()
+        await pilot.press("d")
+        await pilot.pause()
+        await pilot.click("#answer-delete")
         await pilot.pause()
         assert not (recorded_runs / "dpo-partial").exists()
         assert set(_rows(app)) == {"grpo-pipeline"}

@@ -37,10 +37,10 @@ class ChoiceDialog(_Dialog[str]):
 
     BINDINGS = [Binding("escape", "dismiss('cancel')", "Cancel")]
 
-    def __init__(self, question: str, answers: list[tuple[str, str, str]]) -> None:
-        """answers: (label, value, button variant)."""
+    def __init__(self, question: str, answers: list[tuple[str, str, str]], cancel_first: bool = False) -> None:
+        """answers: (label, value, button variant). cancel_first: Enter cancels (for what cannot be undone)."""
         super().__init__()
-        self.question, self.answers = question, answers
+        self.question, self.answers, self.cancel_first = question, answers, cancel_first
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -51,7 +51,7 @@ class ChoiceDialog(_Dialog[str]):
                 yield Button("Cancel (esc)", id="answer-cancel")
 
     def on_mount(self) -> None:
-        self.query(Button).first().focus()
+        (self.query_one("#answer-cancel", Button) if self.cancel_first else self.query(Button).first()).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss((event.button.id or "answer-cancel").removeprefix("answer-"))

@@ -237,7 +237,7 @@ class HomeScreen(Screen[None]):
         question = (f"Delete the run {run.name}? Its folder {display_path(run.path)}/ goes, with all it holds "
                     f"({describe_size(run.path)} on disk: checkpoints, the trained model, exports). "
                     "This cannot be undone.")  # fmt: skip
-        self.app.push_screen(ChoiceDialog(question, [("Delete", "delete", "error")]), partial(self._delete, run))
+        self.app.push_screen(ChoiceDialog(question, [("Delete", "delete", "error")], cancel_first=True), partial(self._delete, run))
 
     def _delete(self, run: RunInfo, answer: str | None) -> None:
         if answer != "delete":
