@@ -168,3 +168,26 @@ async def test_preview_of_chat_data_counts_turns(app):
         stats = _text(screen, "#preview-stats")
         assert "columns: messages" in stats and "1900 train" in stats and "100 eval" in stats, stats
         assert re.search(r"turns per row: median \d+, max \d+", stats), stats
+
+
+async def test_still_reading_goes_once_the_preview_is_shown(app, monkeypatch):
+    import smoltrain.tui.preview
+
+    read = threading.Event()
+    real = smoltrain.tui.preview.build_preview
+    monkeypatch.setattr(smoltrain.tui.preview, "build_preview", lambda raw: (read.wait(30), real(raw))[1])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        await pilot.press("ctrl+n", "ctrl+n", "ctrl+n")  # -> Dataset, and Next again while its preview reads
+        await pilot.pause()
+        screen = app.screen
+        problem = screen.query_one("#wizard-problem", Static)
+        assert screen.index == DATASET_STEP and "still reading the data" in str(problem.render())
+        read.set()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert str(problem.render()) == "", "the preview is shown: nothing is wrong any more"
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert screen.index == DATASET_STEP + 1

@@ -137,6 +137,7 @@ class DataStep(Step):
         if raw is not self._reading:
             return  # an earlier preview, overtaken by a newer one (a thread worker cannot be cancelled)
         self._reading = None
+        self.screen.query_one("#wizard-problem", Static).update("")  # "still reading the data" is over
         summary = self.query_one("#preview-summary", Static)
         if isinstance(preview, SmoltrainError) and preview.needs_network:
             summary.update(Text(f"not checked offline: {preview.message}\nNext goes on: the run reads it when the "
