@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from textual.widgets import Input, OptionList
 
 from smoltrain.rundir import RunDir
 from smoltrain.tui.app import SmoltrainApp
+from smoltrain.tui.catalog import DEMO_MODEL
 from smoltrain.tui.screens.wizard import WizardScreen
 from smoltrain.tui.screens.wizard.choose import apply_technique
 
@@ -20,6 +22,10 @@ pytestmark = pytest.mark.anyio
 def finished_run(recorded_runs: Path) -> Path:
     """The recorded SFT > GRPO pipeline (completed, on the demo model), with the result it left: final/."""
     run = RunDir(recorded_runs / "grpo-pipeline")
+    # Recorded in /work/main: the demo model is wherever this checkout is (CI clones elsewhere).
+    made = run.config.stat()
+    run.config.write_text(run.config.read_text().replace('"/work/main/assets/tiny-llama"', f'"{DEMO_MODEL}"'))
+    os.utime(run.config, (made.st_atime, made.st_mtime))  # its date is the recording's
     run.final.mkdir()
     (run.final / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "org/base-model"}))
     return run.root

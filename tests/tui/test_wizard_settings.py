@@ -57,7 +57,9 @@ def _problem(screen: WizardScreen) -> str:
 # --- defect 3: fast typing ----------------------------------------------------------------------
 
 
-async def test_a_burst_of_typing_keeps_every_character(workdir, no_preview):
+async def test_a_burst_of_typing_keeps_every_character(workdir, no_preview, monkeypatch):
+    # A pause long enough that a slow machine's key presses never count as one: the count below is then exact.
+    monkeypatch.setattr(SettingsStep, "CHECK_DELAY", 1.5)
     app = SmoltrainApp(runs_dir="runs")
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await _settings(pilot)
@@ -70,11 +72,12 @@ async def test_a_burst_of_typing_keeps_every_character(workdir, no_preview):
         meter.update_for = lambda cfg: estimates.append(cfg)  # type: ignore[method-assign]
         await pilot.press("end", "ctrl+u", *"0.001")
         assert field.value == "0.001"
-        await pilot.pause(0.5)
+        assert not estimates, "no estimate while the keys come"
+        await pilot.pause(2.0)
         assert screen.draft.get("train.learning_rate") == 0.001
         await pilot.press(*"25")  # 0.0012 and 0.00125: two valid entries in a row
         assert field.value == "0.00125" and screen.draft.get("train.learning_rate") == 0.00125
-        await pilot.pause(0.5)
+        await pilot.pause(2.0)
         # the draft check and the estimate wait for a pause in typing: once a burst, not once a key
         assert len(estimates) == 2, estimates
 
