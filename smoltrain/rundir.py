@@ -63,6 +63,11 @@ class StagePaths:
     def fit(self) -> Path:
         return self.root / "fit.json"
 
+    @property
+    def trackers(self) -> Path:
+        """What a local experiment tracker writes ([logging] report_to: TensorBoard's event files, W&B's run)."""
+        return self.root / "trackers"
+
 
 @dataclass(frozen=True)
 class RunDir:

@@ -312,6 +312,16 @@ class JudgeSection(Section):
         return self
 
 
+class LoggingSection(Section):
+    report_to: list[Literal["tensorboard", "trackio", "wandb"]] = Field(
+        default_factory=list,
+        description="Experiment trackers that also get the run's metrics (each an optional install: pip install "
+        "'smoltrain[tensorboard]', [trackio] or [wandb]). TensorBoard writes under the run folder's trackers/. "
+        "The app's plots always read the run's events, whatever is chosen here.",
+    )
+    project: str = Field("smoltrain", description="The tracker's project (W&B, trackio) the runs are grouped under.")
+
+
 class EvalSection(Section):
     """[eval]: score the base and the trained stages on the same items, after training (or by `smoltrain eval`)."""
 
@@ -362,6 +372,7 @@ class RunConfig(Section):
         description="A pipeline: [[stages]] run in order, each starting from the previous policy stage's merged result.",
     )
     eval: EvalSection | None = Field(None, description="[eval]: score the base and each trained stage on held-out tasks.")
+    logging: LoggingSection = Field(default_factory=LoggingSection, description="[logging]: experiment trackers.")
 
     @field_validator("name")
     @classmethod

@@ -60,6 +60,7 @@ from smoltrain.engine.checkpoints import (
 )
 from smoltrain.engine.control import StopFlag
 from smoltrain.engine.data import PreparedData, prepare_datasets
+from smoltrain.engine.trackers import check_trackers, tracking_arguments
 from smoltrain.engine.evaluate import RunEvaluation
 from smoltrain.engine.events import (
     Emit,
@@ -127,6 +128,7 @@ def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag, resume: bool 
     if cfg.model.trust_remote_code:
         emit(Warning(message=f"model.trust_remote_code = true: Python code from {cfg.model.name_or_path} will run",
                      hint="only for model repositories you trust"))  # fmt: skip
+    check_trackers(cfg)  # [logging]'s packages, before the data and the model load
     datasets = prepare_stage_data(cfg, stages, emit)
     evaluation = RunEvaluation(run, cfg, emit) if cfg.eval is not None else None
     if evaluation is not None:
@@ -252,8 +254,10 @@ def _run_stage(job: StageJob) -> StageResult:
 
     events = EventCallback(emit, job.stop, stage=job.index, save_now=job.run.save_now,
                            keep_checkpoints=cfg.train.save_total_limit)  # fmt: skip
+    tracker_run = f"{job.run.root.name}/{job.name}" if job.paths.root != job.run.root else job.run.root.name
     ctx = StageContext(
         output_dir=job.paths.checkpoints,
+        tracking=tracking_arguments(cfg, job.paths, tracker_run),
         callbacks=[events],
         emit=emit,
         stage=job.index,

@@ -25,6 +25,7 @@ class StageContext:
     """What a technique needs from the run around it, besides the config, model and data."""
 
     output_dir: Path  # checkpoints go here
+    tracking: dict[str, Any]  # TrainingArguments for [logging]'s trackers (engine/trackers.py)
     callbacks: list[Any]
     emit: Emit
     stage: int
@@ -39,11 +40,11 @@ def resolve_optimizer(setting: str, device: str) -> str:
     return "paged_adamw_8bit" if device == "cuda" else "adamw_torch"
 
 
-def training_kwargs(cfg: RunConfig, loaded: LoadedModel, output_dir: Path, has_eval: bool) -> dict[str, Any]:
+def training_kwargs(cfg: RunConfig, loaded: LoadedModel, ctx: StageContext, has_eval: bool) -> dict[str, Any]:
     train = cfg.train
     on_gpu = loaded.device == "cuda"
     return {
-        "output_dir": str(output_dir),
+        "output_dir": str(ctx.output_dir),
         "max_steps": train.max_steps or -1,
         "num_train_epochs": train.epochs,
         "learning_rate": train.learning_rate,
@@ -72,7 +73,7 @@ def training_kwargs(cfg: RunConfig, loaded: LoadedModel, output_dir: Path, has_e
         "save_steps": train.save_steps,
         # Rotation is EventCallback's, after a checkpoint is marked complete (see checkpoints.py).
         "save_total_limit": None,
-        "report_to": "none",
+        **ctx.tracking,  # report_to ("none" unless [logging] asks), run_name, project
         "disable_tqdm": True,
         "include_num_input_tokens_seen": "non_padding",
     }

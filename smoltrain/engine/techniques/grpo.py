@@ -33,7 +33,7 @@ def build_trainer(cfg: RunConfig, loaded: LoadedModel, data: PreparedData, ctx: 
 
     rewards = build_reward_functions(cfg.grpo.rewards, resolve_model=ctx.resolve_model, device=loaded.device,
                                      emit=ctx.emit)  # fmt: skip
-    kwargs = training_kwargs(cfg, loaded, ctx.output_dir, has_eval=data.eval is not None)
+    kwargs = training_kwargs(cfg, loaded, ctx, has_eval=data.eval is not None)
     # Every prompt's group must sit in one eval batch too.
     kwargs["per_device_eval_batch_size"] = cfg.grpo.num_generations
     args = GRPOConfig(

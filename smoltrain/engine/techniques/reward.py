@@ -29,7 +29,7 @@ def build_trainer(cfg: RunConfig, loaded: LoadedModel, data: PreparedData, ctx: 
     from trl import RewardConfig, RewardTrainer
 
     args = RewardConfig(
-        **training_kwargs(cfg, loaded, ctx.output_dir, has_eval=data.eval is not None),
+        **training_kwargs(cfg, loaded, ctx, has_eval=data.eval is not None),
         max_length=cfg.train.max_length,
         center_rewards_coefficient=cfg.reward.center_rewards_coefficient,
     )

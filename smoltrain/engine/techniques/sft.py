@@ -48,7 +48,7 @@ def build_trainer(cfg: RunConfig, loaded: LoadedModel, data: PreparedData, ctx: 
     from trl import SFTConfig, SFTTrainer
 
     args = SFTConfig(
-        **training_kwargs(cfg, loaded, ctx.output_dir, has_eval=data.eval is not None),
+        **training_kwargs(cfg, loaded, ctx, has_eval=data.eval is not None),
         max_length=cfg.train.max_length,
         packing=cfg.sft.packing,
         # The rows' assistant_masks already say what is trained (see the module docstring).
