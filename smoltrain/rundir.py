@@ -292,11 +292,11 @@ def _ends_with_newline(path: Path) -> bool:
         return f.read(1) == b"\n"
 
 
-class EventReader:
-    """The complete events appended to a file since the last read. A line still being written waits
-    for its newline; a torn, mis-encoded or unknown line (a kill -9, a full disk, a newer smoltrain)
-    is skipped. `offset` starts the reading part-way: at a resumed run's current attempt, or near the
-    end of a long file (`skip_partial_first` then drops the cut line it lands in)."""
+class LineReader:
+    """The complete lines appended to a file since the last read, as bytes without their newline. A
+    line still being written waits for its newline. `offset` starts the reading part-way (at a resumed
+    run's current attempt, or near the end of a long file: `skip_partial_first` then drops the cut line
+    it lands in). A file not there yet reads as nothing."""
 
     def __init__(self, path: Path, offset: int = 0, skip_partial_first: bool = False) -> None:
         self.path = path
@@ -304,7 +304,7 @@ class EventReader:
         self._pending = b""
         self._skip_first = skip_partial_first and offset > 0
 
-    def read(self) -> list[Event]:
+    def read_lines(self) -> list[bytes]:
         try:
             with self.path.open("rb") as f:
                 f.seek(self.offset)
@@ -315,7 +315,15 @@ class EventReader:
         *lines, self._pending = (self._pending + chunk).split(b"\n")
         if self._skip_first and lines:
             lines, self._skip_first = lines[1:], False
-        return [event for line in lines if (event := _parse_line(line)) is not None]
+        return lines
+
+
+class EventReader(LineReader):
+    """The complete events appended to an events file since the last read (LineReader's lines, parsed);
+    a torn, mis-encoded or unknown line (a kill -9, a full disk, a newer smoltrain) is skipped."""
+
+    def read(self) -> list[Event]:
+        return [event for line in self.read_lines() if (event := _parse_line(line)) is not None]
 
 
 def _parse_line(line: bytes) -> Event | None:

@@ -11,6 +11,7 @@ Imports no torch: it is the first screen, and must appear at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -242,17 +243,23 @@ class HomeScreen(Screen[None]):
     def _delete(self, run: RunInfo, answer: str | None) -> None:
         if answer != "delete":
             return
-        try:
-            delete_run(run)
-        except SmoltrainError as exc:
-            self.notify(exc.render(), severity="error", title="not deleted")
-            return
-        except OSError as exc:
-            self.notify(f"error: could not delete all of {run.path}: {exc}", severity="error", title="not deleted")
+        if not self._changed(partial(delete_run, run), f"could not delete all of {run.path}", "not deleted"):
             return
         self.app.forget_run(run.path)  # type: ignore[attr-defined]
         self._read_runs()
         self.notify(f"Deleted {run.name}.")
+
+    def _changed(self, change: Callable[[], object], failing: str, title: str) -> bool:
+        """Delete or rename a run folder; what refuses it (a run that trains) or the disk's error is a notice."""
+        try:
+            change()
+        except SmoltrainError as exc:
+            self.notify(exc.render(), severity="error", title=title)
+            return False
+        except OSError as exc:
+            self.notify(f"error: {failing}: {exc}", severity="error", title=title)
+            return False
+        return True
 
     def action_rename(self) -> None:
         run = self._selected_run()
@@ -264,13 +271,7 @@ class HomeScreen(Screen[None]):
     def _rename(self, run: RunInfo, new_name: str | None) -> None:
         if not new_name or new_name == run.name:
             return
-        try:
-            rename_run(run, new_name)
-        except SmoltrainError as exc:
-            self.notify(exc.render(), severity="error", title="not renamed")
-            return
-        except OSError as exc:
-            self.notify(f"error: could not rename {run.path}: {exc}", severity="error", title="not renamed")
+        if not self._changed(partial(rename_run, run, new_name), f"could not rename {run.path}", "not renamed"):
             return
         self.app.forget_run(run.path)  # type: ignore[attr-defined]
         self.marked = [new_name if name == run.name else name for name in self.marked]

@@ -45,7 +45,7 @@ from smoltrain import runner
 from smoltrain.engine.events import EvalResult, RunFailed, Sample, Warning
 from smoltrain.errors import SmoltrainError
 from smoltrain.headless import Printer
-from smoltrain.rundir import EventReader, RunDir, running_worker
+from smoltrain.rundir import EventReader, LineReader, RunDir, running_worker
 from smoltrain.runstate import RunState, format_duration
 from smoltrain.tui.runs import display_path
 from smoltrain.tui.screens.dialogs import ChoiceDialog
@@ -93,28 +93,19 @@ class _FileTail:
     """The last lines of a growing text file (worker.log), then what is appended to it."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self.offset, self._pending = path, 0, ""
+        self.path, self.reader = path, LineReader(path)
 
     def start(self, lines: int) -> list[str]:
         try:
             size = self.path.stat().st_size
         except OSError:
             size = 0
-        begin = max(0, size - _LOG_TAIL_BYTES)
-        self.offset, self._pending = begin, ""
-        found = self.read()
-        return (found[1:] if begin else found)[-lines:]  # begun mid-file: its first line is cut
+        self.reader = LineReader(self.path, max(0, size - _LOG_TAIL_BYTES), skip_partial_first=True)
+        return self.read()[-lines:]
 
     def read(self) -> list[str]:
-        try:
-            with self.path.open("rb") as f:
-                f.seek(self.offset)
-                chunk = f.read()
-        except OSError:
-            return []
-        self.offset += len(chunk)
-        *lines, self._pending = (self._pending + chunk.decode("utf-8", errors="replace")).split("\n")
-        return [line.rsplit("\r", 1)[-1] for line in lines]  # a progress bar's redraws: the last one
+        # A progress bar's redraws (carriage returns): the last one.
+        return [line.decode("utf-8", errors="replace").rsplit("\r", 1)[-1] for line in self.reader.read_lines()]
 
 
 def _sample_text(sample: Sample) -> Text:
