@@ -58,35 +58,40 @@ def _problem(screen: WizardScreen) -> str:
 
 
 async def test_a_burst_of_typing_keeps_every_character(workdir, no_preview, monkeypatch):
-    # A pause long enough that a slow machine's key presses never count as one: the count below is then exact.
-    monkeypatch.setattr(SettingsStep, "CHECK_DELAY", 1.5)
+    # No pause in this test is long enough to count: the check waits until the test runs it (no wall clock).
+    monkeypatch.setattr(SettingsStep, "CHECK_DELAY", 3600)
     app = SmoltrainApp(runs_dir="runs")
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await _settings(pilot)
+        step = screen.query_one(SettingsStep)
         field = screen.query_one("#field-train-learning_rate", Input)
         field.focus()
-        field.value = "0.0005"
-        await pilot.pause(0.5)
         meter = screen.query_one(MemoryMeter)
         estimates = []
         meter.update_for = lambda cfg: estimates.append(cfg)  # type: ignore[method-assign]
+
+        def pause_in_typing() -> None:
+            """What the pending timer does once the keys stop: the draft check and one estimate."""
+            timer = step._pending_check
+            assert timer is not None, "the keys left a check waiting"
+            timer.stop()
+            step._check()
+
+        field.value = "0.0005"  # the demo's own rate is 0.001: start from another, so the burst changes it
+        await pilot.pause()
+        pause_in_typing()
+        estimates.clear()
         await pilot.press("end", "ctrl+u", *"0.001")
-        assert field.value == "0.001"
+        assert field.value == "0.001" and screen.draft.get("train.learning_rate") == 0.001
         assert not estimates, "no estimate while the keys come"
-        for _ in range(100):
-            if estimates:
-                break
-            await pilot.pause(0.1)
-        assert screen.draft.get("train.learning_rate") == 0.001
+        pause_in_typing()
         await pilot.press(*"25")  # 0.0012 and 0.00125: two valid entries in a row
         assert field.value == "0.00125" and screen.draft.get("train.learning_rate") == 0.00125
-        for _ in range(100):  # the pause's timer, on a loaded machine: up to 10 s
-            if len(estimates) == 2:
-                break
-            await pilot.pause(0.1)
-        await pilot.pause(2.0)  # and no third one after it
+        assert len(estimates) == 1, "still none for the second burst's keys"
+        pause_in_typing()
         # the draft check and the estimate wait for a pause in typing: once a burst, not once a key
         assert len(estimates) == 2, estimates
+        assert estimates[-1].train.learning_rate == 0.00125
 
 
 # --- defect 12: the memory meter and the form ----------------------------------------------------
