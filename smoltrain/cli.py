@@ -1,9 +1,9 @@
 """The `smoltrain` command: subcommands for headless runs, preset checks and the demo.
 
-    smoltrain run PRESET.toml [--set section.key=value ...] [--name NAME]
+    smoltrain run PRESET.toml [--set section.key=value ...] [--name NAME] [--gpus N]
     smoltrain validate PRESET.toml ...
     smoltrain data PRESET.toml [--rows N]
-    smoltrain resume RUN_DIR
+    smoltrain resume RUN_DIR [--gpus N]
     smoltrain chat RUN_DIR [--stage NAME] [--compare]
     smoltrain export RUN_DIR --to merged|gguf|ollama [--stage NAME] [--out DIR]
     smoltrain eval RUN_DIR|MODEL [--tasks ...] [--stage NAME] [--limit N] [--judge REWARD]
@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("preset", help="a preset file, or the name of a shipped one (see `smoltrain presets`)")
     _add_override_args(run)
     run.add_argument("--name", help="run name: results go to <output_dir>/<name> (default: preset name + time)")
+    _add_gpus_arg(run, "train on N GPUs, one process each, through accelerate (sets distributed.gpus; see "
+                  "README, \"More than one GPU\")")  # fmt: skip
 
     validate = sub.add_parser("validate", help="check presets without training", description="Check presets without training.")
     validate.add_argument("presets", nargs="+", help="preset files or shipped preset names")
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", help="continue a stopped or interrupted run",
                             description="Continue a run from its last complete checkpoint; it ends at the same step.")  # fmt: skip
     resume.add_argument("run_dir", help="the run's folder, e.g. runs/demo-sft-20260101-120000")
+    _add_gpus_arg(resume, "the number of GPUs it trained on (default: its distributed.gpus; another number is refused)")
 
     sub.add_parser("presets", help="list the shipped presets", description="List the shipped presets.")
 
@@ -111,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: the first GPU's total from nvidia-smi)")  # fmt: skip
         mem.add_argument("--model-config", metavar="PATH", help="the model's config.json (or its folder), when the "
                          "model is not downloaded: e.g. bench/model_configs/llama-3.1-8b/config.json")  # fmt: skip
+        mem.add_argument("--gpus", type=int, metavar="N", help="estimate per GPU for a run on N GPUs (the same as "
+                         "--set distributed.gpus=N; the strategy is [distributed] strategy)")  # fmt: skip
 
     demo = sub.add_parser("demo", help="train the bundled tiny model end to end, offline",
                           description="SFT, reward model, DPO and GRPO of the bundled tiny model on its toy-world data: offline, on CPU (presets/demo.toml).")  # fmt: skip
@@ -119,21 +124,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_gpus_arg(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--gpus", type=_gpu_count, metavar="N", help=help_text)
+
+
+def _gpu_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of GPUs (1 or more)")
+    return count
+
+
 def _add_override_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a preset value, e.g. --set train.max_steps=50 (repeatable)")  # fmt: skip
 
 
-def cmd_run(preset: str, overrides: list[str], name: str | None) -> int:
+def cmd_run(preset: str, overrides: list[str], name: str | None, gpus: int | None = None) -> int:
     from smoltrain import headless, runner
     from smoltrain.config.load import load_config
     from smoltrain.config.presets import find_preset
 
     path = find_preset(preset)
-    cfg = load_config(path, overrides)
+    cfg = load_config(path, [*overrides, *([f"distributed.gpus={gpus}"] if gpus else [])])
+    if runner.launched_ranks() > 1:  # this is one rank of the user's own `accelerate launch`
+        return _run_as_rank(runner.rank_run_dir(cfg, name), resume=False)
     run_dir = runner.create_run_dir(cfg, name or cfg.name or runner.default_run_name(path))
     print(f"run folder: {run_dir}")
     return headless.run_headless(run_dir)
+
+
+def _run_as_rank(run_dir: Path, resume: bool) -> int:
+    """One process of the user's own `accelerate launch -m smoltrain run|resume ...`: the worker itself, in
+    this process (the launcher made the ranks); rank 0 also prints the run's events as they come."""
+    from smoltrain import headless
+    from smoltrain.engine import worker
+
+    args = [str(run_dir), *(["--resume"] if resume else [])]
+    if not runner_is_rank0():
+        return worker.main(args)
+    with headless.following(run_dir):
+        return worker.main(args)
+
+
+def runner_is_rank0() -> bool:
+    from smoltrain import runner
+
+    return runner.launched_rank() == 0
 
 
 def cmd_validate(presets: list[str], overrides: list[str]) -> int:
@@ -174,15 +214,19 @@ def cmd_data(preset: str, overrides: list[str], rows: int) -> int:
     return 0
 
 
-def cmd_resume(run_dir: str) -> int:
+def cmd_resume(run_dir: str, gpus: int | None = None) -> int:
     from smoltrain import headless, runner
 
-    resolved = runner.resume_checks(Path(run_dir))
+    if runner.launched_ranks() > 1:  # one rank of the user's own `accelerate launch`
+        return _run_as_rank(Path(run_dir).expanduser().resolve(), resume=True)
+    resolved = runner.resume_checks(Path(run_dir), gpus)
     print(f"resuming: {resolved}")
     return headless.run_headless(resolved, resume=True)
 
 
-def cmd_memory(command: str, preset: str, overrides: list[str], gpu_mem: float | None, model_config: str | None) -> int:
+def cmd_memory(
+    command: str, preset: str, overrides: list[str], gpu_mem: float | None, model_config: str | None, gpus: int | None = None
+) -> int:
     from smoltrain.config.load import load_config
     from smoltrain.config.presets import find_preset
     from smoltrain.errors import ConfigError, FitError
@@ -192,6 +236,11 @@ def cmd_memory(command: str, preset: str, overrides: list[str], gpu_mem: float |
     if gpu_mem is not None and not 0 < gpu_mem < float("inf"):
         raise ConfigError(f"--gpu-mem {gpu_mem:g}: the GPU's memory must be a positive number of GiB",
                           hint="for example --gpu-mem 12 for an RTX 3060, 24 for a 4090; leave it out to read it from nvidia-smi")  # fmt: skip
+    if gpus is not None and gpus < 1:
+        raise ConfigError(f"--gpus {gpus}: the number of GPUs must be 1 or more",
+                          hint="for example --gpus 2 for a run on two GPUs; leave it out for one")  # fmt: skip
+    if gpus is not None:  # after the preset's own --set flags, as a later --set would be
+        overrides = [*overrides, f"distributed.gpus={gpus}"]
     cfg = load_config(find_preset(preset), overrides)
     gpu = gpu_mem if gpu_mem is not None else detect_gpu_memory_gb()
     if command == "estimate":
@@ -262,15 +311,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            return cmd_run(args.preset, args.overrides, args.name)
+            return cmd_run(args.preset, args.overrides, args.name, args.gpus)
         if args.command == "validate":
             return cmd_validate(args.presets, args.overrides)
         if args.command == "data":
             return cmd_data(args.preset, args.overrides, args.rows)
         if args.command == "resume":
-            return cmd_resume(args.run_dir)
+            return cmd_resume(args.run_dir, args.gpus)
         if args.command in ("estimate", "fit"):
-            return cmd_memory(args.command, args.preset, args.overrides, args.gpu_mem, args.model_config)
+            return cmd_memory(args.command, args.preset, args.overrides, args.gpu_mem, args.model_config, args.gpus)
         if args.command == "presets":
             return cmd_presets()
         if args.command == "chat":

@@ -12,8 +12,11 @@ Imports no torch and no textual.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
@@ -36,7 +39,7 @@ from smoltrain.engine.events import (
 )  # fmt: skip
 from smoltrain.errors import BUG_EXIT_CODE, USER_ERROR_EXIT_CODE
 from smoltrain.evalresults import read_results, render
-from smoltrain.rundir import RunDir
+from smoltrain.rundir import RunDir, events_size, tail_events
 from smoltrain.runstate import RunState, format_duration
 
 BAR_WIDTH = 24
@@ -214,3 +217,24 @@ def watch(handle: runner.RunHandle, printer: Printer | None = None) -> int:
 
 def run_headless(run_dir: Path, resume: bool = False) -> int:
     return watch(runner.start(run_dir, resume=resume))
+
+
+@contextlib.contextmanager
+def following(run_dir: Path, printer: Printer | None = None) -> Iterator[None]:
+    """Print the run's new events from a thread while the block runs (the worker itself, in this process:
+    rank 0 of a user's own `accelerate launch -m smoltrain run`), and the last ones once it has ended."""
+    printer = printer or Printer()
+    done = threading.Event()
+    path, offset = RunDir(run_dir).events, events_size(RunDir(run_dir))
+
+    def follow() -> None:
+        for event in tail_events(path, poll=lambda: not done.is_set(), offset=offset, interval=0.2):
+            printer.render(event)
+
+    thread = threading.Thread(target=follow, name="smoltrain-events", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5)

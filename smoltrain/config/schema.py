@@ -322,6 +322,22 @@ class LoggingSection(Section):
     project: str = Field("smoltrain", description="The tracker's project (W&B, trackio) the runs are grouped under.")
 
 
+class DistributedSection(Section):
+    """[distributed]: the same run on more than one GPU, through accelerate's launcher (see README, "More than one GPU")."""
+
+    gpus: int = Field(1, ge=1, description="Processes to train with, one per GPU (`smoltrain run --gpus N` sets it). "
+                      "The effective batch is train.micro_batch_size x train.grad_accum x gpus. A run resumes on "
+                      "the same number.")  # fmt: skip
+    strategy: Literal["auto", "ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3"] = Field(
+        "auto",
+        description="How the GPUs share the work. ddp: every GPU holds the whole (4-bit) model and trains on its own "
+        "part of each batch: the fastest, when the model fits one card. fsdp: the weights, LoRA gradients and "
+        "optimizer are sharded across the GPUs (QLoRA stores 4-bit weights as bf16 for it): for a model that does "
+        "not fit one card. deepspeed-zero2 / deepspeed-zero3: DeepSpeed's ZeRO stages (pip install deepspeed). "
+        "auto: ddp when `smoltrain estimate` says the model fits one GPU, fsdp otherwise.",
+    )
+
+
 class EvalSection(Section):
     """[eval]: score the base and the trained stages on the same items, after training (or by `smoltrain eval`)."""
 
@@ -373,6 +389,7 @@ class RunConfig(Section):
     )
     eval: EvalSection | None = Field(None, description="[eval]: score the base and each trained stage on held-out tasks.")
     logging: LoggingSection = Field(default_factory=LoggingSection, description="[logging]: experiment trackers.")
+    distributed: DistributedSection = Field(default_factory=DistributedSection, description="[distributed]: more than one GPU.")
 
     @field_validator("name")
     @classmethod
@@ -404,10 +421,12 @@ class RunConfig(Section):
             raise ValueError(
                 "grpo needs at least one reward: add a [[grpo.rewards]] table, e.g. name = \"math_answer\""
             )
-        # TRL samples num_generations completions per prompt inside one generation batch.
-        batch = train.micro_batch_size * train.grad_accum
+        # TRL samples num_generations completions per prompt inside one generation batch (across all processes).
+        gpus = self.distributed.gpus
+        batch = train.micro_batch_size * train.grad_accum * gpus
         if batch % grpo.num_generations:
+            shape = "train.micro_batch_size x train.grad_accum" + (" x distributed.gpus" if gpus > 1 else "")
             raise ValueError(
-                f"grpo: the effective batch (train.micro_batch_size x train.grad_accum = {batch}) must be a multiple "
+                f"grpo: the effective batch ({shape} = {batch}) must be a multiple "
                 f"of grpo.num_generations ({grpo.num_generations})"
             )

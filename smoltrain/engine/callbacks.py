@@ -10,6 +10,9 @@ for a checkpoint now by creating `runs/<name>/control/save_now` (an empty file);
 looks for it after every step (one stat), saves, and removes it. Every save is marked complete
 (checkpoints.mark_complete) once transformers has written it, so a resume can tell it from a
 half-written one, and only then are older checkpoints rotated out (checkpoints.rotate).
+With more than one process (engine/distributed.py) the ranks agree on "stop" and "save now" at every
+step's end, so all of them stop and save at the same step, and the manifest is written by rank 0
+once every rank has written its part of the checkpoint.
 
 Runs in the worker. Imports transformers' callback base, never textual; NVIDIA's `pynvml`
 (nvidia-ml-py, optional) only when CUDA is there, and never fails a run over it.
@@ -33,6 +36,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from smoltrain.engine import distributed
 from smoltrain.engine.checkpoints import mark_complete, rotate
 from smoltrain.engine.control import StopFlag
 from smoltrain.engine.events import Checkpoint, Emit, Eval, Metrics, Progress, Sample, Warning
@@ -126,10 +130,13 @@ class EventCallback(TrainerCallback):
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         self._send_progress(state)
-        if self.stop.requested:
+        asked_to_save = self._save_now is not None and distributed.is_main() and self._save_now.exists()
+        stop, save = distributed.agree(self.stop.requested, asked_to_save)
+        if stop:
+            self.stop.requested = True  # a rank that was not signalled stops too, and its run loop knows why
             control.should_save = True
             control.should_training_stop = True
-        if self._save_now is not None and self._save_now.exists():
+        if save:
             control.should_save = True
             self._save_requested = True
 
@@ -151,13 +158,16 @@ class EventCallback(TrainerCallback):
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if path.is_dir():
-            mark_complete(path)
-            rotate(Path(args.output_dir), self._keep)
-        if self._save_requested and self._save_now is not None:
-            # Removed only after the save, so a request is never lost to a crash in between.
-            self._save_now.unlink(missing_ok=True)
-            self._save_requested = False
+        distributed.wait()  # every rank's part (its RNG state, its shard) is written before the manifest
+        if distributed.is_main():
+            if path.is_dir():
+                mark_complete(path)
+                rotate(Path(args.output_dir), self._keep)
+            if self._save_requested and self._save_now is not None:
+                # Removed only after the save, so a request is never lost to a crash in between.
+                self._save_now.unlink(missing_ok=True)
+        self._save_requested = False
+        distributed.wait()  # no rank trains on (and could be stopped) before the checkpoint is marked
         self.emit(Checkpoint(step=state.global_step, stage=self.stage, path=str(path)))
 
     def _send_progress(self, state: TrainerState) -> None:

@@ -42,6 +42,9 @@ class RunStarted(EventBase):
     trainable_params: int
     total_params: int
     resumed_from: str | None = None
+    processes: int = 1  # training processes, one per GPU ([distributed] gpus)
+    strategy: str = "single"  # how they share the work: single, ddp, fsdp, deepspeed-zero2/3
+    effective_batch: int | None = None  # micro-batch x accumulation x processes
 
 
 class StageStarted(EventBase):

@@ -23,6 +23,7 @@ import torch
 
 from smoltrain.config.schema import ModelSection, RunConfig, TrainSection
 from smoltrain.config.techniques import facts
+from smoltrain.engine import distributed
 from smoltrain.engine.data.load import (
     hub_offline_context,
     hub_unreachable,
@@ -85,6 +86,9 @@ def choose_backend(train: TrainSection, device: str) -> tuple[str, str]:
                 hint="pip install 'smoltrain[unsloth]' on the GPU machine, or set train.backend = 'auto'",
             )
         return "hf", "off: not installed"
+    if distributed.is_distributed() and train.backend == "auto":
+        # Unsloth's patched kernels target one GPU; FSDP and DeepSpeed wrap transformers' own modules.
+        return "hf", "off: more than one GPU (set train.backend = 'unsloth' to try it under DDP)"
     return "unsloth", "on"
 
 
@@ -156,7 +160,8 @@ def _load_with_transformers(cfg: RunConfig, tokenizer: Any, device: str, dtype: 
         "trust_remote_code": cfg.model.trust_remote_code,
         "dtype": dtype,
         "use_safetensors": True,
-        "device_map": {"": 0} if device == "cuda" else {"": "cpu"},
+        # Each process of a multi-GPU run holds its own copy on its own GPU (DDP; FSDP shards it later).
+        "device_map": distributed.cuda_device_map() if device == "cuda" else {"": "cpu"},
     }
     if cfg.quantization.mode == "4bit":
         kwargs["quantization_config"] = BitsAndBytesConfig(

@@ -29,12 +29,18 @@ the micro-batch and twice the accumulation (the same effective batch) and contin
 complete checkpoint; the new sizes are kept in `fit.json` for a later resume. Otherwise, or at
 micro-batch 1, a FitError says where it ran out and what would fit.
 
+More than one process (engine/distributed.py): every rank runs this same loop and trains each stage
+together; what writes the run folder's shared files (the merge, the stage-done mark, the samples, the
+evaluation, the final copy) runs on rank 0 while the others wait, and every rank reads the data and
+a resume point only after rank 0 has (it may write the datasets cache or drop a broken checkpoint).
+
 Runs in the worker process. Never imports textual.
 """
 
 from __future__ import annotations
 
 import gc
+import importlib.util
 import json
 import math
 import shutil
@@ -49,7 +55,7 @@ import torch
 
 from smoltrain.config.load import stage_configs
 from smoltrain.config.schema import RunConfig
-from smoltrain.engine import preflight, samples
+from smoltrain.engine import distributed, preflight, samples
 from smoltrain.engine.callbacks import EventCallback
 from smoltrain.engine.checkpoints import (
     mark_stage_done,
@@ -99,6 +105,7 @@ class StageJob:
     resolve_model: Callable[[str], Path]  # an earlier stage's name or a folder -> a trained model
     run_started: dict | None = None  # the run_started fields, for the first stage this worker trains
     starts_from: str = ""  # what stage_started says it starts from: its model, or the past run it comes from
+    strategy: str = "single"  # how the processes share the work (resolve_strategy)
 
     @property
     def technique(self) -> Technique:
@@ -129,15 +136,18 @@ def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag, resume: bool 
         emit(Warning(message=f"model.trust_remote_code = true: Python code from {cfg.model.name_or_path} will run",
                      hint="only for model repositories you trust"))  # fmt: skip
     check_trackers(cfg)  # [logging]'s packages, before the data and the model load
-    datasets = prepare_stage_data(cfg, stages, emit)
-    evaluation = RunEvaluation(run, cfg, emit) if cfg.eval is not None else None
+    strategy = resolve_strategy(cfg)
+    with distributed.main_first():
+        datasets = prepare_stage_data(cfg, stages, emit)
+    evaluation = RunEvaluation(run, cfg, emit) if cfg.eval is not None and distributed.is_main() else None
     if evaluation is not None:
         evaluation.check()  # its tasks, prompts and judge, before any training
 
-    policy, starts_from = starting_model(cfg, run)
+    with distributed.main_first():
+        policy, starts_from = starting_model(cfg, run)
     finished: dict[str, Path] = {}
     result: StageResult | None = None
-    run_started: dict | None = _run_started_fields(run, starts_from, [n for n, _ in stages])
+    run_started: dict | None = _run_started_fields(run, starts_from, [n for n, _ in stages], strategy)
     for index, ((name, stage_cfg), data) in enumerate(zip(stages, datasets)):
         paths = run.stage(name if is_pipeline else None)
         is_policy_step = TECHNIQUES[stage_cfg.train.technique].FACTS.policy and index < len(stages) - 1
@@ -149,14 +159,12 @@ def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag, resume: bool 
             stage_cfg = stage_cfg.model_copy(update={"model": stage_cfg.model.model_copy(update={"name_or_path": policy})})
             job = StageJob(index, name, stage_cfg, data, paths, run, emit, stop, resume,
                            partial(_resolve_model, finished), run_started=run_started,
-                           starts_from=starts_from if index == 0 else policy)  # fmt: skip
+                           starts_from=starts_from if index == 0 else policy, strategy=strategy)  # fmt: skip
             result = _run_stage_fitting(job)
             run_started = None
             if not result.completed:
                 break
-            if is_policy_step:
-                merge_adapter(stage_cfg, result.final_dir, paths.merged)
-            mark_stage_done(paths.done, result.step)
+            distributed.main_only(partial(_finish_stage, stage_cfg, result, paths, merge=is_policy_step))
         finished[name] = result.final_dir
         if is_policy_step:
             policy = str(paths.merged)
@@ -164,13 +172,14 @@ def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag, resume: bool 
             break
         if evaluation is not None:
             evaluation.after_stage(name)
+        distributed.wait()  # the other ranks wait out rank 0's evaluation
     if evaluation is not None:
         evaluation.finish()
 
     completed = result is not None and result.completed and len(finished) == len(stages)
     final_dir = result.final_dir if result else None
     if is_pipeline and final_dir is not None and completed:
-        shutil.copytree(final_dir, run.final, dirs_exist_ok=True)
+        distributed.main_only(partial(shutil.copytree, final_dir, run.final, dirs_exist_ok=True))
         final_dir = run.final
     emit(
         RunFinished(
@@ -180,6 +189,36 @@ def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag, resume: bool 
             duration_s=time.time() - started,
         )
     )
+
+
+def _finish_stage(cfg: RunConfig, result: StageResult, paths: StagePaths, merge: bool) -> None:
+    """A trained stage's merged model (when a later stage starts from it), then its done mark."""
+    if merge:
+        merge_adapter(cfg, result.final_dir, paths.merged)
+    mark_stage_done(paths.done, result.step)
+
+
+def resolve_strategy(cfg: RunConfig) -> str:
+    """How this run's processes share the work: "single" (one process), or [distributed] strategy with
+    auto resolved by the memory model (ddp when one GPU holds the run, fsdp otherwise), or what the user's own
+    accelerate config chose. ConfigError when DeepSpeed is asked for and missing."""
+    if not distributed.is_distributed():
+        return "single"
+    chosen = distributed.launcher_chose_strategy()
+    if chosen is not None:
+        return chosen
+    strategy = cfg.distributed.strategy
+    if strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(f"distributed.strategy = {strategy!r} needs DeepSpeed, which is not installed here",
+                          hint="pip install deepspeed, or set distributed.strategy = 'fsdp' (or 'ddp')")  # fmt: skip
+    if strategy != "auto":
+        return strategy
+    if not torch.cuda.is_available():
+        return "ddp"
+    from smoltrain.memory import resolve_strategy as by_memory
+
+    gpu_gb = torch.cuda.get_device_properties(distributed.local_rank()).total_memory / 2**30
+    return by_memory(cfg, gpu_gb)
 
 
 def prepare_stage_data(cfg: RunConfig, stages: list[tuple[str, RunConfig]], emit: Emit) -> list[PreparedData]:
@@ -232,10 +271,13 @@ def _with_saved_fit(cfg: RunConfig, paths: StagePaths) -> RunConfig:
 
 def _run_stage(job: StageJob) -> StageResult:
     cfg, emit, technique = job.cfg, job.emit, job.technique
-    point = resume_point(job.paths.checkpoints) if job.resume else None
+    with distributed.main_first():  # rank 0 drops a broken checkpoint before the others look
+        point = resume_point(job.paths.checkpoints) if job.resume else None
     for dropped in point.dropped if point else []:
         emit(Warning(message=f"skipped incomplete checkpoint {dropped} (cut off while written, or damaged since)"))
     checkpoint = point.checkpoint if point else None
+    if checkpoint is not None:
+        _check_processes(checkpoint)
     if checkpoint is not None and trained_to_the_end(checkpoint):
         return _finish_from_checkpoint(job, checkpoint)
     tokenizer = load_tokenizer(cfg.model)
@@ -245,10 +287,11 @@ def _run_stage(job: StageJob) -> StageResult:
         # A smaller micro-batch cannot help here: the weights alone do not fit.
         raise preflight.out_of_memory_error(cfg, "while loading the model") from None
     loaded.active.update(technique.describe(cfg, job.data))
+    loaded.active.update(_batch_facts(cfg, job.strategy))
     if job.run_started is not None:
         emit(RunStarted(**job.run_started, device=loaded.device, dtype=str(loaded.dtype).removeprefix("torch."),
                         active=loaded.active, trainable_params=loaded.trainable_params,
-                        total_params=loaded.total_params,
+                        total_params=loaded.total_params, effective_batch=effective_batch(cfg),
                         resumed_from=str(checkpoint) if checkpoint else None))  # fmt: skip
         preflight.check_disk_space(job.run.root, cfg, loaded, emit)
 
@@ -258,6 +301,7 @@ def _run_stage(job: StageJob) -> StageResult:
     ctx = StageContext(
         output_dir=job.paths.checkpoints,
         tracking=tracking_arguments(cfg, job.paths, tracker_run),
+        distributing=distributed.strategy_arguments(job.strategy),
         callbacks=[events],
         emit=emit,
         stage=job.index,
@@ -290,12 +334,16 @@ def _run_stage(job: StageJob) -> StageResult:
         del trainer, loaded
         raise _StageOutOfMemory(where) from None
 
-    trainer.save_model(str(job.paths.final))
-    loaded.tokenizer.save_pretrained(str(job.paths.final))
+    trainer.save_model(str(job.paths.final))  # every rank: an FSDP or ZeRO-3 model is gathered from all
     step = trainer.state.global_step
     completed = step >= trainer.state.max_steps
-    if completed and technique.FACTS.policy and cfg.train.compare_prompts:
-        _before_and_after(job, trainer.model, loaded.tokenizer, step)
+
+    def on_main() -> None:
+        loaded.tokenizer.save_pretrained(str(job.paths.final))
+        if completed and technique.FACTS.policy and cfg.train.compare_prompts:
+            _before_and_after(job, trainer.model, loaded.tokenizer, step)
+
+    distributed.main_only(on_main)
     emit(StageFinished(stage=job.index, technique=cfg.train.technique, step=step, output_dir=str(job.paths.final)))
     del trainer, loaded
     _release_memory()
@@ -321,11 +369,15 @@ def _finish_from_checkpoint(job: StageJob, checkpoint: Path) -> StageResult:
     job.emit(Warning(message=f"resuming: stage {job.index + 1} ({job.cfg.train.technique}) had reached its last "
                              f"step ({step}) in {checkpoint.name}; finishing it from there"))  # fmt: skip
     final = job.paths.final
-    final.mkdir(parents=True, exist_ok=True)
-    for path in checkpoint.iterdir():
-        if path.is_file() and path.name not in _RESUME_ONLY and not path.name.startswith("rng_state"):
-            shutil.copy2(path, final / path.name)
-    load_tokenizer(job.cfg.model).save_pretrained(str(final))
+
+    def copy_adapter() -> None:
+        final.mkdir(parents=True, exist_ok=True)
+        for path in checkpoint.iterdir():
+            if path.is_file() and path.name not in _RESUME_ONLY and not path.name.startswith("rng_state"):
+                shutil.copy2(path, final / path.name)
+        load_tokenizer(job.cfg.model).save_pretrained(str(final))
+
+    distributed.main_only(copy_adapter)
     job.emit(StageFinished(stage=job.index, technique=job.cfg.train.technique, step=step, output_dir=str(final)))
     return StageResult(final_dir=final, step=step, completed=True)
 
@@ -341,8 +393,37 @@ def _adapters_in_float32_when_computing_in_float32(model: torch.nn.Module, dtype
             param.data = param.data.float()
 
 
-def _run_started_fields(run: RunDir, model: str, stage_names: list[str]) -> dict:
-    return {"run_dir": str(run.root), "name": run.name, "model": model, "stages": stage_names}
+def _run_started_fields(run: RunDir, model: str, stage_names: list[str], strategy: str) -> dict:
+    return {"run_dir": str(run.root), "name": run.name, "model": model, "stages": stage_names,
+            "processes": distributed.world_size(), "strategy": strategy}  # fmt: skip
+
+
+def _batch_facts(cfg: RunConfig, strategy: str) -> dict[str, str]:
+    """The effective batch, and with more than one process how they share the work, for run_started."""
+    train, processes = cfg.train, distributed.world_size()
+    shape = f"{train.micro_batch_size} x {train.grad_accum} accumulation"
+    if processes == 1:
+        return {"batch": f"{shape} = {train.micro_batch_size * train.grad_accum}"}
+    return {"batch": f"{shape} x {processes} processes = {effective_batch(cfg)}",
+            "distributed": f"{strategy} on {processes} processes"}  # fmt: skip
+
+
+def effective_batch(cfg: RunConfig) -> int:
+    return cfg.train.micro_batch_size * cfg.train.grad_accum * distributed.world_size()
+
+
+def _check_processes(checkpoint: Path) -> None:
+    """A checkpoint continues on as many processes as saved it: each rank's RNG state and share of the data
+    order are in it (rng_state_<rank>.pth; one process saves rng_state.pth)."""
+    saved = len(list(checkpoint.glob("rng_state_*.pth"))) or 1
+    now = distributed.world_size()
+    if saved != now:
+        raise ConfigError(
+            f"{checkpoint}: this checkpoint was saved by {saved} process{'es' if saved > 1 else ''}, and this resume "
+            f"runs {now}",
+            hint=f"resume with --gpus {saved} (distributed.gpus = {saved} in the run's config.toml), or start a new "
+            "run from it with model.name_or_path set to the run folder",
+        )
 
 
 def starting_model(cfg: RunConfig, run: RunDir) -> tuple[str, str]:

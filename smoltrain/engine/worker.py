@@ -8,6 +8,13 @@ trainer to finish the current step, save and stop; a second one stops at once (t
 checkpoint stays intact: checkpoints are marked complete only after transformers has written them).
 `--resume` continues the run in RUN_DIR from its last complete checkpoint (see engine/run.py).
 
+Under accelerate's launcher (`smoltrain run --gpus N`, or a user's own `accelerate launch -m
+smoltrain.engine.worker RUN_DIR`) one worker runs per GPU (engine/distributed.py): only rank 0 takes
+the lock, writes worker.pid and the events; the other ranks print what they have to say to worker.log.
+A stop request is agreed on by all ranks at the next step's end; the launcher forwards a terminal's
+Ctrl-C to every rank a moment after the terminal did, so a second signal within a couple of seconds
+of the first is the same request, not "stop at once".
+
 Training lives here, not in the front end's process, because Unsloth and Liger patch
 transformers globally, GPU memory only fully returns at process exit, and a CUDA crash must not
 take the UI down. Never imports textual.
@@ -24,8 +31,10 @@ from pathlib import Path
 from types import FrameType
 
 from smoltrain.config.load import load_config
+from smoltrain.engine import distributed
 from smoltrain.engine.control import StopFlag
 from smoltrain.engine.events import (
+    Emit,
     Metrics,
     RunFailed,
     RunFinished,
@@ -51,11 +60,19 @@ from smoltrain.rundir import (
 )
 
 
-def _install_stop_handlers(stop: StopFlag, emit: EventWriter) -> None:
+SAME_REQUEST_S = 2.0  # a second signal this soon after the first is the launcher forwarding the same Ctrl-C
+
+
+def _install_stop_handlers(stop: StopFlag, emit: Emit) -> None:
+    first_at: list[float] = []
+
     def handle(signum: int, frame: FrameType | None) -> None:
         if stop.requested:
+            if first_at and time.monotonic() - first_at[0] < SAME_REQUEST_S:
+                return
             raise KeyboardInterrupt
         stop.requested = True
+        first_at.append(time.monotonic())
         emit(Warning(message="stop requested: finishing this step, then saving", hint="stop again to quit at once"))
 
     signal.signal(signal.SIGINT, handle)
@@ -78,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m smoltrain.engine.worker RUN_DIR [--resume]", file=sys.stderr)
         return USER_ERROR_EXIT_CODE
     run_dir = RunDir(Path(args[0]))
+    if not distributed.is_main():
+        return _other_rank(run_dir, resume)
     lock = WorkerLock(run_dir)
     try:
         lock.acquire()
@@ -98,13 +117,26 @@ def main(argv: list[str] | None = None) -> int:
         lock.release()
 
 
-def _train(run_dir: RunDir, emit: EventWriter, stop: StopFlag, resume: bool) -> int:
+def _other_rank(run_dir: RunDir, resume: bool) -> int:
+    """A rank other than 0: the same training, its events dropped (rank 0 writes the run's one stream)."""
+    stop = StopFlag()
+    _install_stop_handlers(stop, _drop)
+    _quiet_libraries()
+    return _train(run_dir, _drop, stop, resume)
+
+
+def _drop(event: object) -> None:
+    pass
+
+
+def _train(run_dir: RunDir, emit: Emit, stop: StopFlag, resume: bool) -> int:
     from smoltrain.engine.library_warnings import LibraryWarnings
 
     LibraryWarnings(emit).install()  # before the ML stack loads: its import-time warnings count too
     try:
         cfg = load_config(run_dir.config)
         _import_unsloth_first_if_used(cfg)
+        distributed.start()
         # The ML stack loads here, after the signal handlers are in place.
         from smoltrain.engine.run import run
 
@@ -119,7 +151,8 @@ def _train(run_dir: RunDir, emit: EventWriter, stop: StopFlag, resume: bool) -> 
         if is_disk_full(exc, run_dir.root):
             from smoltrain.engine.checkpoints import drop_incomplete_everywhere, newest_complete
 
-            drop_incomplete_everywhere(run_dir)  # the half-written checkpoint: its space lets the error be written
+            if distributed.is_main():  # the run folder is rank 0's to tidy
+                drop_incomplete_everywhere(run_dir)  # the half-written checkpoint: its space lets the error be written
             return _user_error(emit, disk_full_error(run_dir, newest_complete(run_dir)))
         # A bug: keep the traceback for the report.
         emit(RunFailed(error_type=type(exc).__name__, message=str(exc) or type(exc).__name__,
@@ -128,7 +161,7 @@ def _train(run_dir: RunDir, emit: EventWriter, stop: StopFlag, resume: bool) -> 
         return BUG_EXIT_CODE
 
 
-def _user_error(emit: EventWriter, exc: SmoltrainError) -> int:
+def _user_error(emit: Emit, exc: SmoltrainError) -> int:
     print(exc.render(), file=sys.stderr)  # worker.log keeps it too, should the event not fit on a full disk
     emit(RunFailed(**exc.to_dict(), user_error=True))
     return USER_ERROR_EXIT_CODE

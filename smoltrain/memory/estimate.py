@@ -4,7 +4,9 @@ What is resident the whole run (base weights as bitsandbytes stores them, the tr
 with their gradients and optimizer state, the CUDA context) is added to the largest of the
 technique's phases: SFT and reward models have one (forward+backward); DPO's policy forward is
 followed by a reference pass with the adapters off, before the backward; GRPO alternates between
-generating (num_generations completions per prompt with a KV cache) and training on them. The
+generating (num_generations completions per prompt with a KV cache) and training on them. With
+distributed.gpus > 1 the resident part is what one GPU holds under the run's strategy (sharding.py;
+auto resolved here, against this same estimate on one GPU) and the table says "per GPU". The
 formulas and their sources are in docs/memory.md.
 
 Imports no torch: the CLI and the TUI estimate on machines without the ML stack.
@@ -18,8 +20,17 @@ from typing import Any
 
 from smoltrain.config.load import stage_configs
 from smoltrain.config.schema import RunConfig
+from smoltrain.errors import ModelError
 from smoltrain.memory.activations import FP32, ActivationModel
 from smoltrain.memory.shapes import ModelShape, read_model_config
+from smoltrain.memory.sharding import (
+    Resident,
+    choose_strategy,
+    effective_batch,
+    per_device_rows,
+    trainable_gib,
+    whole_rows,
+)
 
 GIB = 1024**3
 # Not seen by torch.cuda.memory_allocated but by nvidia-smi: the CUDA context with its kernels and
@@ -48,18 +59,26 @@ class MemoryEstimate:
     notes: list[str] = field(default_factory=list)
     stage: str | None = None  # a pipeline's peak stage
     stages: Rows = field(default_factory=list)  # a pipeline's stages and their totals
+    gpus: int = 1  # more than one: every figure is per GPU
+    strategy: str = "single"  # how the GPUs share the work (sharding.STRATEGIES), "single" on one
 
     @property
     def fits(self) -> bool | None:
         return None if self.gpu_mem_gb is None else self.total_gb <= self.gpu_mem_gb
 
     @property
+    def per_gpu(self) -> str:
+        """"per GPU, 2 GPUs, fsdp" for a multi-GPU estimate; empty on one GPU."""
+        return f"per GPU, {self.gpus} GPUs, {self.strategy}" if self.gpus > 1 else ""
+
+    @property
     def verdict(self) -> str:
+        where = f"{self.per_gpu}: " if self.gpus > 1 else ""
         if self.gpu_mem_gb is None:
-            return f"needs about {self.total_gb:.1f} GiB (no GPU size given)"
+            return f"{where}needs about {self.total_gb:.1f} GiB (no GPU size given)"
         if self.fits:
-            return f"fits with {self.gpu_mem_gb - self.total_gb:.1f} GiB to spare"
-        return f"does not fit: needs {self.total_gb:.1f} GiB of {self.gpu_mem_gb:g}"
+            return f"{where}fits with {self.gpu_mem_gb - self.total_gb:.1f} GiB to spare"
+        return f"{where}does not fit: needs {self.total_gb:.1f} GiB of {self.gpu_mem_gb:g}"
 
     def render_table(self) -> str:
         width = max([len(name) for name, _ in self.rows + self.other_rows + self.stages] + [40])
@@ -71,9 +90,11 @@ class MemoryEstimate:
             lines.append(f"peak stage {self.stage}:")
         lines += [f"  {name:<{width}} {gib:6.2f}" for name, gib in self.rows]
         lines.append(f"  {'-' * width} ------")
-        lines.append(f"  {'total (GiB)':<{width}} {self.total_gb:6.2f}")
+        total, gpu = (f"total ({self.per_gpu}, GiB)", "memory of each GPU (GiB)") if self.gpus > 1 else (
+            "total (GiB)", "GPU memory (GiB)")  # fmt: skip
+        lines.append(f"  {total:<{width}} {self.total_gb:6.2f}")
         if self.gpu_mem_gb is not None:
-            lines.append(f"  {'GPU memory (GiB)':<{width}} {self.gpu_mem_gb:6.2f}")
+            lines.append(f"  {gpu:<{width}} {self.gpu_mem_gb:6.2f}")
         if self.other_rows:
             lines.append("  not at the peak (another phase of the step):")
             lines += [f"    {name:<{width - 2}} {gib:6.2f}" for name, gib in self.other_rows]
@@ -97,21 +118,64 @@ def estimate(
     return estimate_with_shape(cfg, shape, gpu_mem_gb)
 
 
-def estimate_with_shape(cfg: RunConfig, shape: ModelShape, gpu_mem_gb: float | None = None) -> MemoryEstimate:
+def estimate_with_shape(
+    cfg: RunConfig, shape: ModelShape, gpu_mem_gb: float | None = None, strategy: str | None = None
+) -> MemoryEstimate:
+    """The peak stage's estimate; per GPU under `strategy` (default: the run's, auto resolved) with
+    distributed.gpus > 1."""
+    why = ""
+    if strategy is None:
+        strategy, why = run_strategy(cfg, shape, gpu_mem_gb)
     stages = stage_configs(cfg)
-    results = [(name, estimate_stage(stage, shape, gpu_mem_gb)) for name, stage in stages]
+    results = [(name, estimate_stage(stage, shape, gpu_mem_gb, strategy)) for name, stage in stages]
     name, peak = max(results, key=lambda item: item[1].total_gb)
     if len(stages) > 1 or cfg.stages:
         peak.stage = name
         peak.stages = [(n, r.total_gb) for n, r in results]
+    if why:
+        peak.notes.insert(0, why)
     return peak
 
 
-def estimate_stage(cfg: RunConfig, shape: ModelShape, gpu_mem_gb: float | None) -> MemoryEstimate:
-    """One technique's peak: resident rows + the largest phase + context and allocator slack."""
+def resolve_strategy(
+    cfg: RunConfig, gpu_mem_gb: float | None, model_config: str | Path | dict[str, Any] | None = None
+) -> str:
+    """How the run's GPUs share the work: "single" on one GPU, else distributed.strategy with auto resolved:
+    ddp when the 1-GPU estimate fits gpu_mem_gb (or gpu_mem_gb is unknown, or the model cannot be sized), fsdp
+    otherwise. The worker calls it with the real GPU's memory."""
+    if cfg.distributed.gpus <= 1:
+        return "single"
+    if cfg.distributed.strategy != "auto" or gpu_mem_gb is None:
+        return choose_strategy(cfg.distributed.strategy, cfg.distributed.gpus, None, gpu_mem_gb)[0]
+    try:
+        shape = load_shape(cfg, model_config)
+    except ModelError:  # a config.json the memory model cannot read or size: the simple strategy
+        return choose_strategy("auto", cfg.distributed.gpus, None, gpu_mem_gb)[0]
+    return run_strategy(cfg, shape, gpu_mem_gb)[0]
+
+
+def run_strategy(cfg: RunConfig, shape: ModelShape, gpu_mem_gb: float | None) -> tuple[str, str]:
+    """The run's strategy and the note saying why; auto weighs the whole run (its peak stage) on one GPU."""
+    dist = cfg.distributed
+    if dist.gpus <= 1 or dist.strategy != "auto" or gpu_mem_gb is None:
+        return choose_strategy(dist.strategy, dist.gpus, None, gpu_mem_gb)
+    one_gpu = max(estimate_stage(stage, shape, gpu_mem_gb, "single").total_gb for _, stage in stage_configs(cfg))
+    return choose_strategy("auto", dist.gpus, one_gpu, gpu_mem_gb)
+
+
+def estimate_stage(
+    cfg: RunConfig, shape: ModelShape, gpu_mem_gb: float | None, strategy: str = "single"
+) -> MemoryEstimate:
+    """One technique's peak: resident rows + the largest phase + context and allocator slack; per GPU
+    under `strategy` when distributed.gpus > 1 ("single": as if on one GPU, whatever gpus says)."""
     train, e = cfg.train, 4 if cfg.model.dtype == "float32" else 2
     notes: list[str] = []
-    resident = _weight_rows(cfg, shape, e) + _trainable_rows(cfg, shape, e)
+    gpus = cfg.distributed.gpus if strategy != "single" else 1
+    held = _resident(cfg, shape, e)
+    if gpus > 1:
+        resident = per_device_rows(held, strategy, gpus)
+    else:
+        resident = whole_rows(held) + [(held.label, trainable_gib(held))]
     act = ActivationModel(
         shape=shape, act_bytes=e, lora_rank=cfg.lora.rank if cfg.lora.enabled else None,
         lora_targets=tuple(lin.name for lin in shape.lora_targets(cfg.lora.target_modules)),
@@ -136,55 +200,75 @@ def estimate_stage(cfg: RunConfig, shape: ModelShape, gpu_mem_gb: float | None) 
     summary = (f"{cfg.model.name_or_path} ({size} params): {train.technique}, {quant}, {lora}, "
                f"micro-batch {train.micro_batch_size} x {train.max_length} tokens, checkpointing "
                f"{'on' if train.gradient_checkpointing else 'off'}; peak during {peak_phase}")  # fmt: skip
+    if gpus > 1:
+        summary += f"\n{_per_gpu_heading(cfg, strategy)}"
+        notes.append("NCCL's own communication buffers (some hundred MiB per process) are not counted")
     total = sum(gib for _, gib in rows)
     return MemoryEstimate(rows=rows, total_gb=total, gpu_mem_gb=gpu_mem_gb, summary=summary,
-                          other_rows=others, notes=notes)  # fmt: skip
+                          other_rows=others, notes=notes, gpus=gpus, strategy=strategy)  # fmt: skip
 
 
-def _weight_rows(cfg: RunConfig, shape: ModelShape, e: int) -> Rows:
-    """The frozen base as stored: quantized linear layers, 16-bit norms, biases, embeddings and head."""
+def _per_gpu_heading(cfg: RunConfig, strategy: str) -> str:
+    return (f"per GPU, {cfg.distributed.gpus} GPUs, {strategy}: effective batch {effective_batch(cfg)} "
+            "(micro_batch_size x grad_accum x gpus); activations are each GPU's own micro-batch")
+
+
+def _resident(cfg: RunConfig, shape: ModelShape, e: int) -> Resident:
+    """What stays on a GPU the whole run: the frozen base as stored (quantized linear layers, 16-bit norms,
+    biases, embeddings and head) and the trainables with their grads and optimizer state."""
     layers = shape.num_layers
     dtype = cfg.model.dtype if cfg.model.dtype != "auto" else "bf16"
+    matrices = sum(lin.in_features * lin.out_features for lin in shape.linears)
+    biases = sum(lin.params - lin.in_features * lin.out_features for lin in shape.linears)
+    sixteen_bit = biases + shape.norm_params_per_layer  # bitsandbytes quantizes only the weight matrices
     if cfg.quantization.mode == "4bit":
         bits = NF4_BITS[cfg.quantization.double_quant]
-        weights = sum(lin.in_features * lin.out_features for lin in shape.linears) * bits / 8
-        unquantized = sum(lin.params - lin.in_features * lin.out_features for lin in shape.linears)  # biases
-        per_layer = weights + (unquantized + shape.norm_params_per_layer) * e
+        packed, constants = matrices * 4 / 8, matrices * (bits - 4) / 8  # constants: absmax per block
         label = f"base weights: decoder layers (4-bit {cfg.quantization.quant_type}"
         label += ", double quant)" if cfg.quantization.double_quant else ")"
         # bitsandbytes dequantizes one layer's weight to the compute dtype for each matmul.
         largest = max(lin.in_features * lin.out_features for lin in shape.linears) * e
-        extra = [("4-bit dequantization buffer (largest layer)", largest / GIB)]
+        buffers = [("4-bit dequantization buffer (largest layer)", float(largest))]
     else:
-        per_layer, label, extra = shape.layer_params * e, f"base weights: decoder layers ({dtype})", []
-    rows = [(label, (layers * per_layer + shape.hidden_size * e) / GIB)]
+        packed, constants, buffers = matrices * e, 0.0, []
+        label = f"base weights: decoder layers ({dtype})"
+    layer = packed + sixteen_bit * e
+    base = [(label, layers * layer + shape.hidden_size * e)]
     tied = " + tied LM head" if shape.tied_embeddings and cfg.train.technique != "reward" else ""
-    rows.append((f"embeddings{tied} ({dtype}, never quantized)", shape.embedding_params * e / GIB))
+    base.append((f"embeddings{tied} ({dtype}, never quantized)", float(shape.embedding_params * e)))
+    extra: list[tuple[str, float]] = []
     if cfg.train.technique == "reward":
         # The score head (hidden -> 1) trains in full, in fp32: weight, grad, two Adam states; PEFT
         # keeps the original beside the trained copy (modules_to_save).
-        rows.append(("reward head (fp32, trained in full)", shape.hidden_size * (4 * FP32 + e) / GIB))
+        extra.append(("reward head (fp32, trained in full)", float(shape.hidden_size * (4 * FP32 + e))))
     elif shape.head_params:
-        rows.append((f"LM head ({dtype}, untied, never quantized)", shape.head_params * e / GIB))
-    return rows + extra
-
-
-def _optimizer_bytes(cfg: RunConfig, param_bytes: int) -> float:
-    if cfg.train.optimizer in ("auto", "paged_adamw_8bit", "adamw_8bit"):  # auto: paged 8-bit on CUDA
-        return ADAM_8BIT_BYTES
-    return 2 * param_bytes  # torch AdamW keeps exp_avg and exp_avg_sq in the parameter's dtype
-
-
-def _trainable_rows(cfg: RunConfig, shape: ModelShape, e: int) -> Rows:
-    opt = "8-bit AdamW" if _optimizer_bytes(cfg, 4) == ADAM_8BIT_BYTES else "AdamW"
+        base.append((f"LM head ({dtype}, untied, never quantized)", float(shape.head_params * e)))
+    eight_bit = cfg.train.optimizer in ("auto", "paged_adamw_8bit", "adamw_8bit")  # auto: paged 8-bit on CUDA
+    opt = "8-bit AdamW" if eight_bit else "AdamW"
     if cfg.lora.enabled:
         # PEFT keeps adapters in fp32 (autocast_adapter_dtype) next to bf16/fp16 bases; grads match.
-        n = shape.lora_params(cfg.lora.target_modules, cfg.lora.rank)
-        per_param = FP32 + FP32 + _optimizer_bytes(cfg, FP32)
-        return [(f"LoRA r={cfg.lora.rank} ({n / 1e6:.1f}M): fp32 weights + grads + {opt}", n * per_param / GIB)]
-    n = shape.total_params
-    per_param = e + _optimizer_bytes(cfg, e)
-    return [(f"full fine-tuning ({n / 1e9:.2f}B): grads + {opt} state", n * per_param / GIB)]
+        n, param, grad = shape.lora_params(cfg.lora.target_modules, cfg.lora.rank), FP32, FP32
+        name = f"LoRA r={cfg.lora.rank} ({n / 1e6:.1f}M)"
+        row = f"{name}: fp32 weights + grads + {opt}"
+    else:
+        n, param, grad = shape.total_params, 0, e  # the weights themselves are the base rows
+        name = f"full fine-tuning ({n / 1e9:.2f}B)"
+        row = f"{name}: grads + {opt} state"
+    per_layer = n // layers if cfg.lora.enabled else shape.layer_params
+    head = shape.head_params if cfg.train.technique != "reward" else 0
+    return Resident(
+        base=base, quant_state=layers * constants, buffers=buffers, trainable=name, label=row, n_trainable=n,
+        param_bytes=param, grad_bytes=grad, optimizer=opt, optimizer_8bit=eight_bit,
+        optimizer_bytes=ADAM_8BIT_BYTES if eight_bit else 2 * (param or e),  # torch AdamW: 2 states, param dtype
+        compute_bytes=e, extra=extra, layer_bytes=layer + (per_layer * param if cfg.lora.enabled else 0),
+        layer_trainable=per_layer, root_bytes=(shape.embedding_params + head + shape.hidden_size) * e,
+        largest_module_bytes=max(shape.embedding_params, head) * e,
+    )  # fmt: skip
+
+
+def _weight_rows(cfg: RunConfig, shape: ModelShape, e: int) -> Rows:
+    """The frozen base as one GPU stores it (and a reward head): the rows before the trainables."""
+    return whole_rows(_resident(cfg, shape, e))
 
 
 def _liger_on(cfg: RunConfig, shape: ModelShape) -> bool:

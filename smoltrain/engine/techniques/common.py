@@ -26,6 +26,7 @@ class StageContext:
 
     output_dir: Path  # checkpoints go here
     tracking: dict[str, Any]  # TrainingArguments for [logging]'s trackers (engine/trackers.py)
+    distributing: dict[str, Any]  # TrainingArguments for more than one process (engine/distributed.py)
     callbacks: list[Any]
     emit: Emit
     stage: int
@@ -74,6 +75,7 @@ def training_kwargs(cfg: RunConfig, loaded: LoadedModel, ctx: StageContext, has_
         # Rotation is EventCallback's, after a checkpoint is marked complete (see checkpoints.py).
         "save_total_limit": None,
         **ctx.tracking,  # report_to ("none" unless [logging] asks), run_name, project
+        **ctx.distributing,  # DDP, FSDP or DeepSpeed settings; nothing for one process
         "disable_tqdm": True,
         "include_num_input_tokens_seen": "non_padding",
     }
