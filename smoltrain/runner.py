@@ -13,7 +13,7 @@ launcher (`accelerate launch --multi_gpu --num_processes N -m smoltrain.engine.w
 starts one worker per GPU; the strategy (DDP, FSDP, DeepSpeed) is set by the worker through the Trainer's
 arguments, so a user's own `accelerate launch` runs the same worker. The run folder is made here, once,
 before any rank starts. A stop request goes to rank 0 (worker.pid), and the ranks agree on it at the next
-step; a second one goes to the launcher, which passes it to every rank and kills what is left after 30 s.
+step; at a second one rank 0 asks the launcher to stop every rank (it kills what is left after 30 s).
 The launcher's exit code says only that a rank failed, so the run's own end event decides the code.
 
 Imports no torch and no textual.
@@ -86,7 +86,6 @@ class RunHandle:
     events_offset: int = 0  # where this attempt's events begin: a resumed run's earlier ones are history
     log_offset: int = 0  # the same in worker.log
     processes: int = 1  # more than one: `process` is accelerate's launcher, the workers are its children
-    _stops: int = 0
 
     @property
     def events_path(self) -> Path:
@@ -113,15 +112,16 @@ class RunHandle:
         return [line for line in text.splitlines() if line.startswith(("error: ", "  hint: "))]
 
     def request_stop(self) -> None:
-        """Ask the worker to save and stop after the current step; asked twice, it stops at once."""
+        """Ask the worker to save and stop after the current step; asked twice, it stops at once. With more
+        than one process the request goes to rank 0 (worker.pid): the ranks agree on it at the step's end,
+        and a second one makes rank 0 tell the launcher to stop every rank at once."""
         if self.process.poll() is not None:
             return
-        self._stops += 1
-        rank0 = running_worker(self.run_dir) if self.processes > 1 and self._stops == 1 else None
+        rank0 = running_worker(self.run_dir) if self.processes > 1 else None
         if rank0 is not None:
-            os.kill(rank0, signal.SIGINT)  # the ranks agree on it at the step's end
+            os.kill(rank0, signal.SIGINT)
         else:
-            self.process.send_signal(signal.SIGINT)  # one worker; or the launcher, which signals every rank
+            self.process.send_signal(signal.SIGINT)
 
     def wait(self) -> int:
         code = self.process.wait()

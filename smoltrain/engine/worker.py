@@ -12,8 +12,9 @@ Under accelerate's launcher (`smoltrain run --gpus N`, or a user's own `accelera
 smoltrain.engine.worker RUN_DIR`) one worker runs per GPU (engine/distributed.py): only rank 0 takes
 the lock, writes worker.pid and the events; the other ranks print what they have to say to worker.log.
 A stop request is agreed on by all ranks at the next step's end; the launcher forwards a terminal's
-Ctrl-C to every rank a moment after the terminal did, so a second signal within a couple of seconds
-of the first is the same request, not "stop at once".
+Ctrl-C on to every rank, and a second signal within a couple of seconds of the first is taken as the
+same request, not "stop at once". Stopped at once (a second request), rank 0 asks the launcher, its
+parent, to stop every rank: the others may be waiting on it in a collective.
 
 Training lives here, not in the front end's process, because Unsloth and Liger patch
 transformers globally, GPU memory only fully returns at process exit, and a CUDA crash must not
@@ -70,6 +71,10 @@ def _install_stop_handlers(stop: StopFlag, emit: Emit) -> None:
         if stop.requested:
             if first_at and time.monotonic() - first_at[0] < SAME_REQUEST_S:
                 return
+            if distributed.is_distributed() and distributed.is_main():
+                # The other ranks may be waiting on this one in a collective: the launcher (this process's
+                # parent) stops them all, and kills what has not ended 30 s later.
+                os.kill(os.getppid(), signal.SIGTERM)
             raise KeyboardInterrupt
         stop.requested = True
         first_at.append(time.monotonic())

@@ -29,6 +29,7 @@ COMMON_FIELDS = [
     "train.micro_batch_size", "train.grad_accum", "train.max_length",
     "train.gradient_checkpointing", "train.kernels", "train.backend", "train.optimizer",
     "train.eval_steps", "train.save_steps", "train.logging_steps",
+    "distributed.gpus", "distributed.strategy",
 ]  # fmt: skip
 TECHNIQUE_FIELDS = {
     "sft": ["sft.loss_on", "sft.packing"],
