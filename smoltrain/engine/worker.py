@@ -11,10 +11,9 @@ checkpoint stays intact: checkpoints are marked complete only after transformers
 Under accelerate's launcher (`smoltrain run --gpus N`, or a user's own `accelerate launch -m
 smoltrain.engine.worker RUN_DIR`) one worker runs per GPU (engine/distributed.py): only rank 0 takes
 the lock, writes worker.pid and the events; the other ranks print what they have to say to worker.log.
-A stop request is agreed on by all ranks at the next step's end; the launcher forwards a terminal's
-Ctrl-C on to every rank, and a second signal within a couple of seconds of the first is taken as the
-same request, not "stop at once". Stopped at once (a second request), rank 0 asks the launcher, its
-parent, to stop every rank: the others may be waiting on it in a collective.
+A stop request is agreed on by all ranks at the next step's end (the launcher puts each rank in its own
+session and passes a terminal's Ctrl-C on to each, once). Stopped at once (a second request), rank 0
+asks the launcher, its parent, to stop every rank: the others may be waiting on it in a collective.
 
 Training lives here, not in the front end's process, because Unsloth and Liger patch
 transformers globally, GPU memory only fully returns at process exit, and a CUDA crash must not
@@ -61,23 +60,15 @@ from smoltrain.rundir import (
 )
 
 
-SAME_REQUEST_S = 2.0  # a second signal this soon after the first is the launcher forwarding the same Ctrl-C
-
-
 def _install_stop_handlers(stop: StopFlag, emit: Emit) -> None:
-    first_at: list[float] = []
-
     def handle(signum: int, frame: FrameType | None) -> None:
         if stop.requested:
-            if first_at and time.monotonic() - first_at[0] < SAME_REQUEST_S:
-                return
             if distributed.is_distributed() and distributed.is_main():
                 # The other ranks may be waiting on this one in a collective: the launcher (this process's
                 # parent) stops them all, and kills what has not ended 30 s later.
                 os.kill(os.getppid(), signal.SIGTERM)
             raise KeyboardInterrupt
         stop.requested = True
-        first_at.append(time.monotonic())
         emit(Warning(message="stop requested: finishing this step, then saving", hint="stop again to quit at once"))
 
     signal.signal(signal.SIGINT, handle)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from smoltrain.engine.checkpoints import mark_complete
 from smoltrain.engine.events import Metrics, RunFinished, RunStarted, StageStarted
 from smoltrain.engine.worker import _stopped_at_once
@@ -76,3 +78,31 @@ def test_library_warnings_become_events_once_each(tmp_path):
         "test_worker.py: FutureWarning: `gradient_checkpointing_enable` is deprecated",
         "trl: All reward functions returned None for the following kwargs: {'answer': 0}",
     ]
+
+
+def test_stop_at_once_on_rank_0_of_several_asks_the_launcher_to_stop_every_rank(monkeypatch):
+    """The other ranks may be waiting on rank 0 in a collective: a second request must reach them through the
+    launcher (rank 0's parent), not leave them hanging. One process stops at once alone, as before."""
+    import os
+    import signal
+
+    from smoltrain.engine import worker
+    from smoltrain.engine.control import StopFlag
+
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    handlers: dict[int, object] = {}
+    monkeypatch.setattr(signal, "signal", lambda sig, handler: handlers.setdefault(sig, handler))
+    for world, expected in (("1", []), ("2", [(os.getppid(), signal.SIGTERM)])):
+        monkeypatch.setenv("WORLD_SIZE", world)
+        monkeypatch.setenv("RANK", "0")
+        handlers.clear()
+        sent.clear()
+        stop, said = StopFlag(), []
+        worker._install_stop_handlers(stop, said.append)
+        handle = handlers[signal.SIGINT]
+        handle(signal.SIGINT, None)  # type: ignore[operator]
+        assert stop.requested and sent == [] and len(said) == 1
+        with pytest.raises(KeyboardInterrupt):
+            handle(signal.SIGINT, None)  # type: ignore[operator]
+        assert sent == expected
