@@ -166,6 +166,7 @@ def _run_as_rank(run_dir: Path, resume: bool) -> int:
     args = [str(run_dir), *(["--resume"] if resume else [])]
     if not runner_is_rank0():
         return worker.main(args)
+    print(f"run folder: {run_dir}")
     with headless.following(run_dir):
         return worker.main(args)
 

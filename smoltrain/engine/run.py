@@ -249,7 +249,9 @@ def _run_stage_fitting(job: StageJob) -> StageResult:
             where = oom.where
         # Out of the except block: the failed attempt's frames (and its tensors) are gone before the retry.
         _release_memory()
-        smaller = preflight.halved_batch(job.cfg) if job.cfg.train.auto_fit else None
+        # Across processes a retry would need every rank to agree on it; the one that ran out stops the launch.
+        retry = job.cfg.train.auto_fit and not distributed.is_distributed()
+        smaller = preflight.halved_batch(job.cfg) if retry else None
         if smaller is None:
             raise preflight.out_of_memory_error(job.cfg, where)
         old, new = job.cfg.train, smaller.train
