@@ -83,6 +83,35 @@ async def test_settings_form_edits_the_preset_and_explains_bad_values(workdir, n
         assert tomllib.loads(screen.draft.to_toml())["train"]["learning_rate"] == 0.0003
 
 
+async def test_the_gpus_field_refuses_zero_and_saves_the_count_the_runner_launches(workdir, no_preview):
+    """The app's way to --gpus N: the settings form's distributed.gpus lands in the preset, and the runner
+    reads it back from the run's config.toml as the number of processes to launch."""
+    from smoltrain import runner
+
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("n", "ctrl+n", "ctrl+n", "ctrl+n")
+        await pilot.pause()
+        screen = app.screen
+        field = screen.query_one("#field-distributed-gpus", Input)
+        field.value = "0"
+        await pilot.pause()
+        assert "greater than or equal to 1" in str(screen.query_one("#help-distributed-gpus", Static).render())
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert screen.index == 3  # refused: still on the form
+        field.value = "2"
+        await pilot.pause()
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert screen.index == 4
+        text = screen.draft.to_toml()
+        assert tomllib.loads(text)["distributed"]["gpus"] == 2
+        run_dir = runner.create_run_dir(screen.draft.validate(), "two-gpus")
+        assert runner.run_processes(run_dir) == 2
+        assert "--num_processes" in runner.worker_command(run_dir, False, 2)
+
+
 async def test_a_model_must_be_given(workdir, no_preview):
     app = SmoltrainApp(runs_dir="runs")
     async with app.run_test(size=(80, 24)) as pilot:
@@ -248,3 +277,20 @@ async def test_q_in_the_wizard_asks_before_the_settings_are_lost(workdir, no_pre
         await pilot.click("#answer-keep")
         await pilot.pause()
         assert not app.is_running
+
+
+async def test_the_memory_meter_says_its_figure_is_per_gpu_for_a_two_gpu_run(workdir, no_preview, monkeypatch):
+    monkeypatch.setenv("SMOLTRAIN_GPU_MEM_GB", "12")
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n", "ctrl+n", "ctrl+n", "ctrl+n")
+        await pilot.pause()
+        screen = app.screen
+        meter = screen.query_one("#memory", Static)
+        screen.query_one("#field-distributed-gpus", Input).value = "2"
+        for _ in range(100):
+            await pilot.pause(0.1)
+            if "per GPU" in str(meter.render()):
+                break
+        shown = str(meter.render())
+        assert "of 12 GiB: fits" in shown and "per GPU, 2 GPUs, ddp" in shown, shown

@@ -53,7 +53,7 @@ class MemoryMeter(Static):
         try:
             self._know_gpu(memory)
             est = memory.estimate(cfg, self._gpu)
-            text = self._meter(est.total_gb)
+            text = self._meter(est.total_gb, est.per_gpu)
         except Exception as exc:  # noqa: BLE001 - the meter must never take the wizard down
             text = f"[dim]memory estimate unavailable: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}[/]"
         self.app.call_from_thread(self.update, text)
@@ -72,19 +72,21 @@ class MemoryMeter(Static):
             self.app.call_from_thread(self.notify, str(exc).splitlines()[0], title="fit", severity="warning")
             return
         self.post_message(self.Fitted(dict(proposal.overrides), proposal.explain()))
-        self.app.call_from_thread(self.update, self._meter(proposal.estimate.total_gb))
+        self.app.call_from_thread(self.update, self._meter(proposal.estimate.total_gb, proposal.estimate.per_gpu))
 
     def _know_gpu(self, memory: ModuleType) -> None:
         if not self._gpu_known:
             env = os.environ.get("SMOLTRAIN_GPU_MEM_GB")
             self._gpu, self._gpu_known = (float(env) if env else memory.detect_gpu_memory_gb()), True
 
-    def _meter(self, total_gb: float) -> str:
+    def _meter(self, total_gb: float, per_gpu: str = "") -> str:
+        """The bar; `per_gpu` ("per GPU, 2 GPUs, ddp") says what the figure is of a multi-GPU run."""
+        each = f" [dim]({per_gpu})[/]" if per_gpu else ""
         if not self._gpu:
-            return f"GPU memory needed: ~{total_gb:.1f} GiB [dim](no NVIDIA GPU found here)[/]"
+            return f"GPU memory needed: ~{total_gb:.1f} GiB{each} [dim](no NVIDIA GPU found here)[/]"
         share = total_gb / self._gpu
         color = "green" if share < 0.8 else "yellow" if share <= 1.0 else "red"
         filled = round(min(1.0, share) * _BAR)
         verdict = "fits" if share <= 1.0 else "does NOT fit: ctrl+f fits it"
         card = f"{self._gpu:.1f}" if self._gpu < 10 else f"{self._gpu:.0f}"  # a 0.5 GiB card is not "0"
-        return f"GPU memory [{color}]{'█' * filled}{'░' * (_BAR - filled)}[/] {total_gb:.1f} of {card} GiB: {verdict}"
+        return f"GPU memory [{color}]{'█' * filled}{'░' * (_BAR - filled)}[/] {total_gb:.1f} of {card} GiB: {verdict}{each}"
