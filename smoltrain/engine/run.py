@@ -218,7 +218,9 @@ def resolve_strategy(cfg: RunConfig) -> str:
     from smoltrain.memory import resolve_strategy as by_memory
 
     gpu_gb = torch.cuda.get_device_properties(distributed.local_rank()).total_memory / 2**30
-    return by_memory(cfg, gpu_gb)
+    # As many GPUs as were launched (a user's own `accelerate launch` of the worker may not have said).
+    launched = cfg.model_copy(update={"distributed": cfg.distributed.model_copy(update={"gpus": distributed.world_size()})})
+    return by_memory(launched, gpu_gb)
 
 
 def prepare_stage_data(cfg: RunConfig, stages: list[tuple[str, RunConfig]], emit: Emit) -> list[PreparedData]:

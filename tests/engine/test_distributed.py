@@ -1,10 +1,10 @@
 """Two training processes on the CPU (gloo), launched the way a 2-GPU user launches them: through
 accelerate's own launcher, by the runner (`[distributed] gpus = 2`, what `smoltrain run --gpus 2` sets).
 
-Each test costs one or two launches of two processes (about 20-40 s each on two cores), so they check
-several things at once: one events stream, the loss falling, a stop that every rank obeys at the same
-step and a resume that ends where an uninterrupted run would; DPO through the CLI; and the invariant
-that 2 processes x 1 micro-batch make the same first step as 1 process x 2 micro-batches.
+Launches of two processes cost 20-40 s each on two cores, so there are three: an SFT run stopped
+through rank 0 and resumed (one events stream, the loss falling, a stop every rank obeys at the same
+step, a resume that continues to the same final step, on the same process count only; its first step
+is also the one that 1 process x 2 micro-batches makes), and a DPO run through the CLI's --gpus 2.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from smoltrain.engine.checkpoints import is_complete, last_complete
 from smoltrain.engine.events import Metrics, RunFinished, RunStarted
 from smoltrain.errors import ConfigError
 from smoltrain.rundir import read_events
-from tests.conftest import start_run
+from tests.conftest import start_run, train_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -55,29 +55,34 @@ def _no_traceback(run_dir: Path) -> None:
     assert "Traceback" not in log, log[-3000:]
 
 
-def test_two_processes_stop_together_and_resume_to_the_same_final_step(sft_preset, tmp_path):
-    handle = start_run(sft_preset, tmp_path, [*SHORT, "distributed.gpus=2"])
+@pytest.fixture(scope="module")
+def stopped_and_resumed(tmp_path_factory):
+    """Two processes, stopped mid-run through rank 0 alone, then resumed: (run folder, the stop's events)."""
+    preset = PRESETS_DIR / "demo-sft.toml"
+    handle = start_run(preset, tmp_path_factory.mktemp("two"), [*SHORT, "distributed.gpus=2"])
     assert handle.processes == 2
     _wait_for_step(handle, 4)
     handle.request_stop()  # SIGINT to rank 0 only: rank 1 learns it from the step-end agreement
     assert handle.wait() == 0, handle.log_path.read_text()[-3000:]
     first = read_events(handle.events_path)
+    resumed = runner.start(runner.resume_checks(handle.run_dir), resume=True)
+    assert resumed.wait() == 0, resumed.log_path.read_text()[-3000:]
+    return handle.run_dir, first
+
+
+def test_two_processes_stop_together_and_resume_to_the_same_final_step(stopped_and_resumed):
+    run_dir, first = stopped_and_resumed
     stopped = [e for e in first if isinstance(e, RunFinished)][-1]
     assert stopped.status == "stopped" and 4 <= stopped.step < STEPS
-    checkpoint = last_complete(handle.run_dir / "checkpoints")
-    assert checkpoint is not None and checkpoint.name == f"checkpoint-{stopped.step}"
+    checkpoint = run_dir / "checkpoints" / f"checkpoint-{stopped.step}"
     assert is_complete(checkpoint)
     # Both ranks saved their part, at the same step: one RNG state each.
     assert sorted(p.name for p in checkpoint.glob("rng_state_*.pth")) == ["rng_state_0.pth", "rng_state_1.pth"]
 
-    with pytest.raises(ConfigError, match="trains on 2 processes") as refused:  # another count, and what to use
-        runner.resume_checks(handle.run_dir, gpus=1)
-    assert "--gpus 2" in (refused.value.hint or "")
-    resumed = runner.start(runner.resume_checks(handle.run_dir), resume=True)
-    assert resumed.wait() == 0, resumed.log_path.read_text()[-3000:]
-    events = read_events(handle.run_dir / "events.jsonl")
+    events = read_events(run_dir / "events.jsonl")
     end = [e for e in events if isinstance(e, RunFinished)][-1]
     assert end.status == "completed" and end.step == STEPS
+    assert last_complete(run_dir / "checkpoints").name == f"checkpoint-{STEPS}"
     started = [e for e in events if isinstance(e, RunStarted)]
     assert [s.processes for s in started] == [2, 2] and started[-1].effective_batch == 8
     assert started[-1].strategy == "ddp" and "2 processes" in started[-1].active["batch"]
@@ -89,7 +94,29 @@ def test_two_processes_stop_together_and_resume_to_the_same_final_step(sft_prese
     first_five = sum(losses[s] for s in range(1, 6)) / 5
     last_five = sum(losses[s] for s in range(STEPS - 4, STEPS + 1)) / 5
     assert last_five < 0.8 * first_five, losses
-    _no_traceback(handle.run_dir)
+    _no_traceback(run_dir)
+
+
+def test_another_process_count_is_refused_on_resume_and_told_which(stopped_and_resumed):
+    run_dir, _ = stopped_and_resumed
+    with pytest.raises(ConfigError, match="trains on 2 processes") as refused:
+        runner.resume_checks(run_dir, gpus=1)
+    assert "--gpus 2" in (refused.value.hint or "")
+
+
+def test_two_processes_of_one_micro_batch_step_like_one_process_of_two(stopped_and_resumed, sft_preset, tmp_path):
+    """Same effective batch, same rows in the first step, same first-step loss (TRL's invariant test, batch
+    8 x 1 == batch 1 x 8, across processes instead of accumulation): 2 processes x 1 micro-batch of 4 against
+    1 process x 2 micro-batches of 4."""
+    _, two = stopped_and_resumed
+    one = train_in_process(sft_preset, tmp_path, [*SHORT, "train.max_steps=1", "train.grad_accum=2"])
+    assert one.exit_code == 0
+    runs = {}
+    for name, events in (("one", one.events), ("two", two)):
+        started = next(e for e in events if isinstance(e, RunStarted))
+        runs[name] = (started.effective_batch, started.processes, _losses(events)[1])
+    assert runs["one"][:2] == (8, 1) and runs["two"][:2] == (8, 2)
+    assert runs["two"][2] == pytest.approx(runs["one"][2], rel=1e-3), runs
 
 
 def test_dpo_on_two_processes_from_the_command_line(tmp_path):
@@ -110,23 +137,6 @@ def test_dpo_on_two_processes_from_the_command_line(tmp_path):
     assert sum(losses[s] for s in (6, 7, 8)) / 3 < sum(losses[s] for s in (1, 2, 3)) / 3, losses
     assert (tmp_path / "dpo2" / "final" / "adapter_model.safetensors").is_file()
     _no_traceback(tmp_path / "dpo2")
-
-
-def test_two_processes_of_one_micro_batch_step_like_one_process_of_two(sft_preset, tmp_path):
-    """Same effective batch, same rows in the first step, same first-step loss (TRL's own invariant test,
-    batch 8 x 1 == batch 1 x 8, across processes instead of accumulation)."""
-    one_step = ["train.max_steps=1", "data.eval_fraction=0", "train.logging_steps=1", "train.save_steps=1000",
-                "data.max_rows=64", "train.micro_batch_size=4", "lora.dropout=0"]  # fmt: skip
-    two = start_run(sft_preset, tmp_path / "two", [*one_step, "train.grad_accum=1", "distributed.gpus=2"])
-    one = start_run(sft_preset, tmp_path / "one", [*one_step, "train.grad_accum=2"])
-    assert one.wait() == 0 and two.wait() == 0, two.log_path.read_text()[-3000:]
-    runs = {}
-    for name, handle in (("one", one), ("two", two)):
-        events = read_events(handle.events_path)
-        started = next(e for e in events if isinstance(e, RunStarted))
-        runs[name] = (started.effective_batch, started.processes, _losses(events)[1])
-    assert runs["one"][:2] == (8, 1) and runs["two"][:2] == (8, 2)
-    assert runs["two"][2] == pytest.approx(runs["one"][2], rel=1e-3), runs
 
 
 def test_a_run_asking_for_more_gpus_than_the_machine_has_is_refused(monkeypatch, sft_preset, tmp_path):
