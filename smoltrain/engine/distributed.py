@@ -19,16 +19,25 @@ is made and nothing waits. The process group is accelerate's own (PartialState),
 a long timeout, because rank 0's merges and evaluations between stages can take longer than the
 default 30 minutes while the other ranks wait at a barrier.
 
+`resolve_strategy` turns [distributed] strategy into what this launch does (auto: ddp when the memory model
+says one GPU holds the run, fsdp otherwise; a user's own accelerate config wins), `strategy_arguments` into the
+Trainer's arguments; `check_processes` refuses to resume a checkpoint on another number of processes.
+
 Runs in the worker. Imports torch and accelerate only when there is more than one process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
+
+from smoltrain.config.schema import RunConfig
+from smoltrain.errors import ConfigError
 
 T = TypeVar("T")
 BARRIER_TIMEOUT = timedelta(hours=6)  # rank 0 alone merges an 8B model or runs an evaluation meanwhile
@@ -155,3 +164,58 @@ def strategy_arguments(strategy: str) -> dict[str, Any]:
         return {"deepspeed": deepspeed_config(int(strategy[-1]))}
     # DDP: LoRA with checkpointing leaves no parameter unused, and the search for unused ones costs a pass.
     return {"ddp_find_unused_parameters": False}
+
+
+def resolve_strategy(cfg: RunConfig) -> str:
+    """How this run's processes share the work: "single" (one process), or [distributed] strategy with
+    auto resolved by the memory model (ddp when one GPU holds the run, fsdp otherwise), or what the user's own
+    accelerate config chose. ConfigError when DeepSpeed is asked for and missing."""
+    if not is_distributed():
+        return "single"
+    chosen = launcher_chose_strategy()
+    if chosen is not None:
+        return chosen
+    strategy = cfg.distributed.strategy
+    if strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(f"distributed.strategy = {strategy!r} needs DeepSpeed, which is not installed here",
+                          hint="pip install deepspeed, or set distributed.strategy = 'fsdp' (or 'ddp')")  # fmt: skip
+    if strategy != "auto":
+        return strategy
+    import torch
+
+    if not torch.cuda.is_available():
+        return "ddp"
+    from smoltrain.memory import resolve_strategy as by_memory
+
+    gpu_gb = torch.cuda.get_device_properties(local_rank()).total_memory / 2**30
+    # As many GPUs as were launched (a user's own `accelerate launch` of the worker may not have said).
+    launched = cfg.model_copy(update={"distributed": cfg.distributed.model_copy(update={"gpus": world_size()})})
+    return by_memory(launched, gpu_gb)
+
+
+def batch_facts(cfg: RunConfig, strategy: str) -> dict[str, str]:
+    """The effective batch, and with more than one process how they share the work, for run_started."""
+    train, processes = cfg.train, world_size()
+    shape = f"{train.micro_batch_size} x {train.grad_accum} accumulation"
+    if processes == 1:
+        return {"batch": f"{shape} = {train.micro_batch_size * train.grad_accum}"}
+    return {"batch": f"{shape} x {processes} processes = {effective_batch(cfg)}",
+            "distributed": f"{strategy} on {processes} processes"}  # fmt: skip
+
+
+def effective_batch(cfg: RunConfig) -> int:
+    return cfg.train.micro_batch_size * cfg.train.grad_accum * world_size()
+
+
+def check_processes(checkpoint: Path) -> None:
+    """A checkpoint continues on as many processes as saved it: each rank's RNG state and share of the data
+    order are in it (rng_state_<rank>.pth; one process saves rng_state.pth)."""
+    saved = len(list(checkpoint.glob("rng_state_*.pth"))) or 1
+    now = world_size()
+    if saved != now:
+        raise ConfigError(
+            f"{checkpoint}: this checkpoint was saved by {saved} process{'es' if saved > 1 else ''}, and this resume "
+            f"runs {now}",
+            hint=f"resume with --gpus {saved} (distributed.gpus = {saved} in the run's config.toml), or start a new "
+            "run from it with model.name_or_path set to the run folder",
+        )

@@ -40,7 +40,6 @@ Runs in the worker process. Never imports textual.
 from __future__ import annotations
 
 import gc
-import importlib.util
 import json
 import math
 import shutil
@@ -105,7 +104,7 @@ class StageJob:
     resolve_model: Callable[[str], Path]  # an earlier stage's name or a folder -> a trained model
     run_started: dict | None = None  # the run_started fields, for the first stage this worker trains
     starts_from: str = ""  # what stage_started says it starts from: its model, or the past run it comes from
-    strategy: str = "single"  # how the processes share the work (resolve_strategy)
+    strategy: str = "single"  # how the processes share the work (distributed.resolve_strategy)
 
     @property
     def technique(self) -> Technique:
@@ -136,7 +135,7 @@ def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag, resume: bool 
         emit(Warning(message=f"model.trust_remote_code = true: Python code from {cfg.model.name_or_path} will run",
                      hint="only for model repositories you trust"))  # fmt: skip
     check_trackers(cfg)  # [logging]'s packages, before the data and the model load
-    strategy = resolve_strategy(cfg)
+    strategy = distributed.resolve_strategy(cfg)
     with distributed.main_first():
         datasets = prepare_stage_data(cfg, stages, emit)
     evaluation = RunEvaluation(run, cfg, emit) if cfg.eval is not None and distributed.is_main() else None
@@ -198,31 +197,6 @@ def _finish_stage(cfg: RunConfig, result: StageResult, paths: StagePaths, merge:
     mark_stage_done(paths.done, result.step)
 
 
-def resolve_strategy(cfg: RunConfig) -> str:
-    """How this run's processes share the work: "single" (one process), or [distributed] strategy with
-    auto resolved by the memory model (ddp when one GPU holds the run, fsdp otherwise), or what the user's own
-    accelerate config chose. ConfigError when DeepSpeed is asked for and missing."""
-    if not distributed.is_distributed():
-        return "single"
-    chosen = distributed.launcher_chose_strategy()
-    if chosen is not None:
-        return chosen
-    strategy = cfg.distributed.strategy
-    if strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
-        raise ConfigError(f"distributed.strategy = {strategy!r} needs DeepSpeed, which is not installed here",
-                          hint="pip install deepspeed, or set distributed.strategy = 'fsdp' (or 'ddp')")  # fmt: skip
-    if strategy != "auto":
-        return strategy
-    if not torch.cuda.is_available():
-        return "ddp"
-    from smoltrain.memory import resolve_strategy as by_memory
-
-    gpu_gb = torch.cuda.get_device_properties(distributed.local_rank()).total_memory / 2**30
-    # As many GPUs as were launched (a user's own `accelerate launch` of the worker may not have said).
-    launched = cfg.model_copy(update={"distributed": cfg.distributed.model_copy(update={"gpus": distributed.world_size()})})
-    return by_memory(launched, gpu_gb)
-
-
 def prepare_stage_data(cfg: RunConfig, stages: list[tuple[str, RunConfig]], emit: Emit) -> list[PreparedData]:
     """Every stage's data, fitted to the base model's chat template (later stages' models are merges of
     it and keep its tokenizer), before any weights load; what was changed to fit is said once."""
@@ -281,7 +255,7 @@ def _run_stage(job: StageJob) -> StageResult:
         emit(Warning(message=f"skipped incomplete checkpoint {dropped} (cut off while written, or damaged since)"))
     checkpoint = point.checkpoint if point else None
     if checkpoint is not None:
-        _check_processes(checkpoint)
+        distributed.check_processes(checkpoint)
     if checkpoint is not None and trained_to_the_end(checkpoint):
         return _finish_from_checkpoint(job, checkpoint)
     tokenizer = load_tokenizer(cfg.model)
@@ -291,11 +265,11 @@ def _run_stage(job: StageJob) -> StageResult:
         # A smaller micro-batch cannot help here: the weights alone do not fit.
         raise preflight.out_of_memory_error(cfg, "while loading the model") from None
     loaded.active.update(technique.describe(cfg, job.data))
-    loaded.active.update(_batch_facts(cfg, job.strategy))
+    loaded.active.update(distributed.batch_facts(cfg, job.strategy))
     if job.run_started is not None:
         emit(RunStarted(**job.run_started, device=loaded.device, dtype=str(loaded.dtype).removeprefix("torch."),
                         active=loaded.active, trainable_params=loaded.trainable_params,
-                        total_params=loaded.total_params, effective_batch=effective_batch(cfg),
+                        total_params=loaded.total_params, effective_batch=distributed.effective_batch(cfg),
                         resumed_from=str(checkpoint) if checkpoint else None))  # fmt: skip
         preflight.check_disk_space(job.run.root, cfg, loaded, emit)
 
@@ -400,34 +374,6 @@ def _adapters_in_float32_when_computing_in_float32(model: torch.nn.Module, dtype
 def _run_started_fields(run: RunDir, model: str, stage_names: list[str], strategy: str) -> dict:
     return {"run_dir": str(run.root), "name": run.name, "model": model, "stages": stage_names,
             "processes": distributed.world_size(), "strategy": strategy}  # fmt: skip
-
-
-def _batch_facts(cfg: RunConfig, strategy: str) -> dict[str, str]:
-    """The effective batch, and with more than one process how they share the work, for run_started."""
-    train, processes = cfg.train, distributed.world_size()
-    shape = f"{train.micro_batch_size} x {train.grad_accum} accumulation"
-    if processes == 1:
-        return {"batch": f"{shape} = {train.micro_batch_size * train.grad_accum}"}
-    return {"batch": f"{shape} x {processes} processes = {effective_batch(cfg)}",
-            "distributed": f"{strategy} on {processes} processes"}  # fmt: skip
-
-
-def effective_batch(cfg: RunConfig) -> int:
-    return cfg.train.micro_batch_size * cfg.train.grad_accum * distributed.world_size()
-
-
-def _check_processes(checkpoint: Path) -> None:
-    """A checkpoint continues on as many processes as saved it: each rank's RNG state and share of the data
-    order are in it (rng_state_<rank>.pth; one process saves rng_state.pth)."""
-    saved = len(list(checkpoint.glob("rng_state_*.pth"))) or 1
-    now = distributed.world_size()
-    if saved != now:
-        raise ConfigError(
-            f"{checkpoint}: this checkpoint was saved by {saved} process{'es' if saved > 1 else ''}, and this resume "
-            f"runs {now}",
-            hint=f"resume with --gpus {saved} (distributed.gpus = {saved} in the run's config.toml), or start a new "
-            "run from it with model.name_or_path set to the run folder",
-        )
 
 
 def starting_model(cfg: RunConfig, run: RunDir) -> tuple[str, str]:

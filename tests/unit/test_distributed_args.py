@@ -73,7 +73,7 @@ def test_one_process_adds_nothing_and_a_users_accelerate_config_wins(monkeypatch
 def test_auto_is_ddp_when_one_gpu_holds_the_run_and_fsdp_when_not(monkeypatch, tmp_path, two_ranks):
     import torch
 
-    from smoltrain.engine.run import resolve_strategy
+    from smoltrain.engine.distributed import resolve_strategy
 
     model = tmp_path / "llama-8b"
     model.mkdir()
@@ -90,7 +90,7 @@ def test_auto_is_ddp_when_one_gpu_holds_the_run_and_fsdp_when_not(monkeypatch, t
 def test_deepspeed_asked_for_but_missing_is_one_line_naming_the_key(monkeypatch, two_ranks):
     import importlib.util
 
-    from smoltrain.engine.run import resolve_strategy
+    from smoltrain.engine.distributed import resolve_strategy
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else real(name, *a))
@@ -151,3 +151,17 @@ def test_cli_refuses_a_gpu_count_below_one(capsys):
         main(["run", "demo-sft", "--gpus", "0"])
     assert exited.value.code == 2
     assert "--gpus" in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_two_processes_is_not_resumed_on_one(tmp_path, monkeypatch):
+    """A user's own launch with another process count (the runner refuses it earlier, from config.toml)."""
+    checkpoint = tmp_path / "checkpoint-5"
+    checkpoint.mkdir()
+    for rank in (0, 1):
+        (checkpoint / f"rng_state_{rank}.pth").write_bytes(b"")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with pytest.raises(ConfigError, match="saved by 2 processes, and this resume runs 1") as refused:
+        distributed.check_processes(checkpoint)
+    assert "--gpus 2" in refused.value.hint
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    distributed.check_processes(checkpoint)  # the same count: on it goes
