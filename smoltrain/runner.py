@@ -184,14 +184,6 @@ def resume_checks(run_dir: Path, gpus: int | None = None) -> Path:
         raise ConfigError(
             f"{run_dir}: not a run folder (no config.toml)", hint="give a folder under runs/, e.g. runs/demo-sft-20260101-120000"
         )
-    saved = run_processes(run_dir)
-    if gpus is not None and gpus != saved:
-        raise ConfigError(
-            f"--gpus {gpus}: this run trains on {saved} process{'es' if saved > 1 else ''} (distributed.gpus in "
-            f"{run.config}); its checkpoints hold each process's data position and random state",
-            hint=f"resume it with --gpus {saved} (or without --gpus); to train on {gpus}, start a new run from it: "
-            f"set model.name_or_path = \"{run_dir}\"",
-        )
     ends = [e for e in read_events(run.events) if isinstance(e, (RunFinished, RunStarted)) or e.type == "run_failed"]
     last = ends[-1] if ends else None
     pid = running_worker(run_dir)
@@ -212,6 +204,13 @@ def resume_checks(run_dir: Path, gpus: int | None = None) -> Path:
             f"{run_dir}: this run already finished (step {last.step}); there is nothing to resume",
             hint=f"its result is in {last.final_dir}; to train more, start a new run: "
             f"smoltrain run {run_dir / 'config.toml'} --name NEW_NAME",
+        )
+    if gpus is not None and gpus != (saved := run_processes(run_dir)):
+        raise ConfigError(
+            f"--gpus {gpus}: this run trains on {saved} process{'es' if saved > 1 else ''} (distributed.gpus in "
+            f"{run.config}); its checkpoints hold each process's data position and random state",
+            hint=f"resume it with --gpus {saved} (or without --gpus); to train on {gpus}, start a new run from it: "
+            f"set model.name_or_path = \"{run_dir}\"",
         )
     return run_dir
 
