@@ -144,3 +144,19 @@ def test_save_now_request_saves_a_checkpoint_and_is_cleared(sft_preset, tmp_path
     saved = [e.step for e in events if isinstance(e, Checkpoint)]
     assert saved[0] == 3 and is_complete(run_dir / "checkpoints" / "checkpoint-3")
     assert not request.exists()
+
+
+@pytest.mark.parametrize("checkpointing", [True, False])
+def test_the_preflight_measures_with_checkpointing_as_training_will(sft_preset, tmp_path, monkeypatch, checkpointing):
+    """The Trainer turns checkpointing on only inside train(): a preflight before it kept every activation, far
+    more memory than training (a false out-of-memory on a 12 GB card for an 8B model at 2048 tokens)."""
+    seen: list[bool] = []
+    longest = preflight._longest_batch
+
+    def spy(trainer, size):
+        seen.append(trainer.model.is_activation_checkpointing)
+        return longest(trainer, size)
+
+    monkeypatch.setattr(preflight, "_longest_batch", spy)
+    _run(sft_preset, tmp_path, ["train.max_steps=1", f"train.gradient_checkpointing={str(checkpointing).lower()}"])
+    assert seen == [checkpointing]
