@@ -4,7 +4,8 @@
     python -m bench.arm --fork SPEC [SPEC ...]                   # CPU smoke: import once, fork per arm
 
 The result (spec.json's folder / result.json) holds: status (ok, oom, error), the arm and its
-workload, what was really active, throughput and MFU (bench/meter.py), peak memory, the device
+workload, what was active (the arm's own account, `active`, and what the live trainer showed,
+`observed`: bench/observe.py), throughput and MFU (bench/meter.py), peak memory, the device
 and library versions. A CUDA out-of-memory error is a result ("oom"), not a crash: the card
 emulation (bench/fit_cards.py) bisects on it.
 """
@@ -94,7 +95,7 @@ def _measure(spec: ArmSpec) -> dict[str, Any]:
     else:
         raise ValueError(f"unknown arm {spec.arm!r}")
     n_params = matmul_params(spec.shape, reward=spec.work.technique == "reward")
-    out = {"active": active, "n_params": n_params, **memory()}
+    out = {"active": active, "observed": meter.observed, "n_params": n_params, **memory(meter)}
     out.update(figures(meter, spec.work.technique, n_params, completions_per_step=spec.work.batch))
     return out
 
@@ -114,7 +115,7 @@ def environment() -> dict[str, Any]:
 
     import torch
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in ("torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "liger-kernel", "unsloth"):
         try:
             versions[name] = md.version(name)

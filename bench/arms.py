@@ -25,8 +25,11 @@ settings goes through `smoltrain.engine.run.run` (data preparation, model loadin
 LoRA, Liger and checkpointing, the technique's trainer, the float32-adapter fix on CPU). The only
 addition is the meter, attached by wrapping the technique's `build_trainer` for this process.
 B pins `train.backend = "hf"` so that B and C differ by Unsloth alone; C sets "unsloth".
+What B and C report as active is the run's own run_started event: its `active` dict, device and dtype.
 
-Runs inside the arm process only (imports torch, transformers, TRL, PEFT, smoltrain.engine).
+The arms run inside the arm process only (torch, transformers, TRL, PEFT, smoltrain.engine, all
+imported inside the functions); importing this module costs pydantic alone, so the GPU check's parent
+can build an arm's RunConfig (`smoltrain_config`) for `smoltrain estimate` without the ML stack.
 """
 
 from __future__ import annotations
@@ -35,10 +38,12 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.launch import ArmSpec
-from bench.meter import Meter, instrument
+
+if TYPE_CHECKING:
+    from bench.meter import Meter
 
 # TRL docs, "Learning Rate Considerations": LoRA rates per trainer.
 TRL_DOCS_LORA_LR = {"sft": 2.0e-4, "reward": 2.0e-4, "dpo": 5.0e-6, "grpo": 1.0e-5}
@@ -53,6 +58,8 @@ def reward_len(completions: list[Any], **kwargs: Any) -> list[float]:
 def run_trl_docs(spec: ArmSpec, meter: Meter) -> dict[str, Any]:
     """Arms A and A0: the TRL-documented QLoRA script, trained with the meter attached."""
     import torch
+
+    from bench.meter import instrument
     from datasets import load_dataset
     from peft import LoraConfig
     from transformers import (
@@ -162,12 +169,17 @@ def run_smoltrain(spec: ArmSpec, meter: Meter, backend: str) -> dict[str, Any]:
     if failed:
         raise RuntimeError(failed[0].message)
     started = [e for e in events if isinstance(e, RunStarted)]
-    return dict(started[0].active) if started else {}
+    if not started:
+        return {}
+    # The run_started event's own device and dtype beside its `active` dict: what smoltrain reports.
+    return {"device": started[0].device, "dtype": started[0].dtype, **started[0].active}
 
 
 @contextlib.contextmanager
 def _metered_techniques(techniques: dict[str, Any], meter: Meter) -> Iterator[None]:
     """Replace each technique module, for this process, by one whose trainer has the meter attached."""
+    from bench.meter import instrument
+
     original = dict(techniques)
 
     def metered(module: Any) -> SimpleNamespace:

@@ -7,13 +7,15 @@
 Each probe is one arm in a fresh process (bench/arm.py) whose CUDA allocator is capped with
 torch.cuda.set_per_process_memory_fraction(card / total), training 2 steps at batch 1: it fits if
 both steps finish without CUDA running out of memory.
-- sft: the longest sequence (a multiple of --granularity, default 256 tokens) that trains;
+- sft: the longest sequence (a multiple of --granularity, default 256 tokens, from --min-seq-len
+  to --max-seq-len) that trains;
 - grpo: for each num_generations in --gens, the longest completion (multiple of 64) that trains;
   the table shows generations x completion length.
 The cap covers what PyTorch allocates, not the CUDA context (~0.3-0.5 GiB) nor a desktop's own
 use of the card, so a real card of that size holds a little less. Needs CUDA.
 
-Writes <out>/fit.json and <out>/fit.md.
+Writes <out>/fit.json and <out>/fit.md at the end, and <out>/probes.json after every probe (so a
+search killed on a deadline keeps what it learnt: bench/gpu_check.py reads it).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class Prober:
         ok = result.get("status") == "ok"
         self.log.append({"arm": arm, "card_gb": card_gb, "work": result.get("work"), "status": result.get("status"),
                          "reason": result.get("reason"), "peak_reserved_gb": result.get("peak_reserved_gb")})  # fmt: skip
+        (self.args.out / "probes.json").write_text(json.dumps(self.log, indent=2, default=str))
         print(f"  {arm} {card_gb:g} GiB {name}: {'fits' if ok else result.get('status')}", flush=True)
         if result.get("status") == "error":  # not a memory verdict: a bisection on it would be wrong
             raise SystemExit(f"probe {name} failed: {result.get('reason')}")
@@ -82,7 +85,7 @@ def fit_sft(args: argparse.Namespace, prober: Prober) -> list[dict[str, Any]]:
             def fits(seq_len: int, arm: str = arm, card: float = card) -> bool:
                 return prober.fits(arm, card, Workload(technique="sft", seq_len=seq_len, batch=1, steps=2))
 
-            best = bisect_max(fits, args.granularity, args.max_seq_len, args.granularity)
+            best = bisect_max(fits, args.min_seq_len or args.granularity, args.max_seq_len, args.granularity)
             rows.append({"card_gb": card, "arm": arm, "max_seq_len": best})
     return rows
 
@@ -123,6 +126,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--arms", default="A,B", help="comma-separated arms to probe")
     p.add_argument("--gens", default="4,8,16", help="grpo: num_generations values")
     p.add_argument("--granularity", type=int, default=256, help="sft: sequence lengths probed are multiples of this")
+    p.add_argument("--min-seq-len", type=int, default=0, help="sft: the lower end of the search (default: --granularity)")
     p.add_argument("--max-seq-len", type=int, default=32768, help="sft: the upper end of the search")
     p.add_argument("--max-completion-len", type=int, default=4096, help="grpo: the upper end of the search")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per probe")

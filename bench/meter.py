@@ -9,7 +9,10 @@ Unsloth's) and changes nothing it computes:
   `num_tokens` (prompt + completion tokens, padding excluded) and `completions/mean_length`
   give the tokens trained on and generated in each step.
 The first step is a warm-up (CUDA kernels, allocator, autotuning) and is not counted; model
-loading is outside the timed steps altogether.
+loading is outside the timed steps altogether. After the first step the meter also reads what the
+trainer really runs with (bench/observe.py: 4-bit layers, Liger modules, checkpointed layers,
+autocast, the optimizer's state) into `observed`. Peak memory is the whole process's, and also that
+of the training steps alone (CUDA's peak statistics are reset when training begins).
 
 MFU = achieved model FLOPs / the GPU's dense bf16 peak. With LoRA the frozen base needs no weight
 gradients: forward 2N + backward through the activations 2N = 4N FLOPs per trained token;
@@ -25,11 +28,14 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from transformers import TrainerCallback
+
+from bench.observe import observe, record_forward_autocast
 
 # Dense bf16 tensor throughput with fp32 accumulation (what training uses), per device name
 # substring; more specific names first. GeForce cards run fp32-accumulate at half their fp16 rate.
@@ -75,8 +81,17 @@ class Meter(TrainerCallback):
     step_gen_seconds: list[float] = field(default_factory=list)
     batch_tokens: list[int] = field(default_factory=list)  # per collated batch, in order
     logged: list[dict[str, float]] = field(default_factory=list)  # per step: TRL's logged values
+    observed: dict[str, Any] = field(default_factory=dict)  # bench/observe.py, after the first step
+    autocast_seen: Counter[str] = field(default_factory=Counter)  # autocast state -> training forwards
+    before_train: dict[str, float] = field(default_factory=dict)  # CUDA peaks (GiB) when training began
     _start: float = 0.0
     _gen_seconds: float = 0.0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if torch.cuda.is_available():  # keep loading's and the preflight's peaks apart from training's
+            self.before_train = {"allocated": torch.cuda.max_memory_allocated() / 2**30,
+                                 "reserved": torch.cuda.max_memory_reserved() / 2**30}  # fmt: skip
+            torch.cuda.reset_peak_memory_stats()
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         sync()
@@ -87,6 +102,9 @@ class Meter(TrainerCallback):
         sync()
         self.step_seconds.append(time.perf_counter() - self._start)
         self.step_gen_seconds.append(self._gen_seconds)
+        if not self.observed:  # after the first optimizer step: its states exist now
+            self.observed = observe(kw.get("model"), kw.get("optimizer"), self.autocast_seen)
+        self.observed["autocast"] = dict(self.autocast_seen)  # every step's forwards, generation's too
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
         values = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))}
@@ -108,6 +126,7 @@ def instrument(trainer: Any, meter: Meter, pad_token_id: int | None) -> None:
 
     trainer.data_collator = counting_collator
     model = trainer.model
+    record_forward_autocast(model, meter.autocast_seen)
     if hasattr(model, "generate"):
         generate = model.generate
 
@@ -134,17 +153,27 @@ def count_tokens(batch: Any, pad_token_id: int | None) -> int:
     return 0
 
 
-def memory() -> dict[str, float | None]:
-    """Peak memory of this process in GiB: CUDA allocated and reserved on a GPU; peak RSS always."""
+def memory(meter: Meter | None = None) -> dict[str, float | None]:
+    """Peak memory of this process in GiB: CUDA allocated and reserved on a GPU; peak RSS always.
+
+    With a meter, also the peak of the training steps alone (`train_peak_*`): the meter resets
+    CUDA's peak statistics when training begins, so what came before (loading, and smoltrain's
+    preflight pass) is kept apart; `peak_*` stay the whole process's."""
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30
     if not torch.cuda.is_available():
         return {"peak_allocated_gb": None, "peak_reserved_gb": None, "peak_rss_gb": rss}
-    return {
-        "peak_allocated_gb": torch.cuda.max_memory_allocated() / 2**30,
-        "peak_reserved_gb": torch.cuda.max_memory_reserved() / 2**30,
+    allocated, reserved = torch.cuda.max_memory_allocated() / 2**30, torch.cuda.max_memory_reserved() / 2**30
+    before = meter.before_train if meter is not None else {}
+    out: dict[str, float | None] = {
+        "peak_allocated_gb": max(allocated, before.get("allocated", 0.0)),
+        "peak_reserved_gb": max(reserved, before.get("reserved", 0.0)),
         "peak_rss_gb": rss,
     }
+    if before:
+        out.update(train_peak_allocated_gb=allocated, train_peak_reserved_gb=reserved,
+                   before_train_reserved_gb=before["reserved"])  # fmt: skip
+    return out
 
 
 def figures(meter: Meter, technique: str, n_params: int, completions_per_step: int) -> dict[str, Any]:

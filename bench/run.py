@@ -8,7 +8,8 @@
 
 Builds (once, cached under bench/.cache) a random-weight model of the shape (bench/shapes.py),
 writes one synthetic dataset per technique (bench/data.py), runs each arm in its own process
-(bench/launch.py, bench/arm.py) and writes <out>/results.json and <out>/results.md: tokens/s,
+(bench/launch.py, bench/arm.py) and writes <out>/results.json and <out>/results.md (rewritten
+after each arm, so a run killed on a deadline keeps the arms that finished): tokens/s,
 GRPO generation and training separately, peak memory, MFU, and the ratios B/A and C/A.
 The first step of each arm is a warm-up and is not timed; model loading is never timed.
 """
@@ -87,8 +88,22 @@ def benchmark(args: argparse.Namespace, command: str) -> dict[str, Any]:
     if mode == "fork" and has_cuda:
         raise SystemExit("--mode fork is for CPU runs only: a CUDA context does not survive fork")
     model_dir = materialize(args.shape, args.cache_dir)
-    results: list[dict[str, Any]] = []
-    for work in workloads(args):
+    works = workloads(args)
+    first = works[0]
+    summary: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "command": command,
+        "shape": args.shape,
+        "techniques": [w.technique for w in works],
+        "workload": {"seq_len": first.seq_len, "batch": args.batch, "steps": first.steps,
+                     "num_generations": first.num_generations, "completion_len": first.completion_len,
+                     "mem_cap_gb": args.mem_cap_gb, "mode": mode},  # fmt: skip
+        "environment": {},
+        "results": [],
+        "ratios": [],
+    }
+    results: list[dict[str, Any]] = summary["results"]
+    for work in works:
         data = write_dataset(work, model_dir, args.out / "data")
         specs, skipped = [], {}
         for arm in arms:
@@ -98,24 +113,27 @@ def benchmark(args: argparse.Namespace, command: str) -> dict[str, Any]:
                 continue
             specs.append(ArmSpec(arm=arm, shape=args.shape, model_dir=str(model_dir), data_path=str(data), work=work,
                                  scratch_dir=str(args.out / "arms" / f"{work.technique}-{arm}"), mem_cap_gb=args.mem_cap_gb))  # fmt: skip
-        ran = {r["arm"]: r for r in run_arms(specs, mode=mode, timeout_s=args.timeout)} if specs else {}
+        # Fork mode imports once for all the arms; spawned arms run one by one, and the results so far
+        # are saved after each, so a harness that kills this run on a deadline keeps the finished arms.
+        batches = [specs] if mode == "fork" else [[spec] for spec in specs]
+        ran: dict[str, dict[str, Any]] = {}
+        for batch in batches:
+            ran.update({r["arm"]: r for r in (run_arms(batch, mode=mode, timeout_s=args.timeout) if batch else [])})
+            save(args.out, summary, results + [ran[a] for a in arms if a in ran])
         results += [ran.get(arm) or skipped[arm] for arm in arms]
         for r in results[-len(arms):]:
             print(f"{work.technique:>6} {r['arm']:>2}: {r['status']}" + (f" ({r.get('reason')})" if r.get("reason") else ""), flush=True)
-    env = next((r["environment"] for r in results if r.get("environment")), {})
-    first = workloads(args)[0]
-    return {
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "command": command,
-        "shape": args.shape,
-        "techniques": [w.technique for w in workloads(args)],
-        "workload": {"seq_len": first.seq_len, "batch": args.batch, "steps": first.steps,
-                     "num_generations": first.num_generations, "completion_len": first.completion_len,
-                     "mem_cap_gb": args.mem_cap_gb, "mode": mode},  # fmt: skip
-        "environment": env,
-        "results": results,
-        "ratios": ratios(results),
-    }
+        save(args.out, summary, results)
+    return summary
+
+
+def save(out: Path, summary: dict[str, Any], results: list[dict[str, Any]]) -> None:
+    """Write results.json and results.md for the results so far (the summary keeps the last list given)."""
+    summary["results"] = results
+    summary["environment"] = next((r["environment"] for r in results if r.get("environment")), {})
+    summary["ratios"] = ratios(results)
+    (out / "results.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "results.md").write_text(markdown(summary))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -123,8 +141,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     summary = benchmark(args, "python bench/run.py " + shlex.join(argv))
-    (args.out / "results.json").write_text(json.dumps(summary, indent=2, default=str))
-    (args.out / "results.md").write_text(markdown(summary))
     print(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}")
     return summary
 
