@@ -86,10 +86,13 @@ def _summary(seen: Any, stage: RunConfig) -> list[str]:
     lines.extend(f"dropped: {reason}: {count} (first at {report.first_dropped_at.get(reason, '?')})"
                  for reason, count in report.dropped.items())  # fmt: skip
     lines.extend(f"fitted to the chat template: {fix}: {count} rows" for fix, count in report.fixed.items())
+    if technique == "kto":
+        lines.append(_labels(prepared.train, report.unpaired_note))
     n = len(seen.lengths)
     if not n:
         return lines
-    what = {"grpo": "prompt", "reward": "prompt + chosen", "dpo": "prompt + chosen"}.get(technique, "training")
+    what = {"grpo": "prompt", "reward": "prompt + chosen", "dpo": "prompt + chosen", "kto": "prompt + answer"}.get(
+        technique, "training")
     lines.append(f"tokens per {what} row: median {seen.percentile(0.5)}, p90 {seen.percentile(0.9)}, "
                  f"p95 {seen.percentile(0.95)}, p99 {seen.percentile(0.99)}, max {max(seen.lengths)}")  # fmt: skip
     if technique == "grpo":
@@ -104,6 +107,13 @@ def _summary(seen: Any, stage: RunConfig) -> list[str]:
         lines.append(f"train.max_length {seen.max_length}: {seen.truncated} of {n} rows truncated, "
                      f"{seen.cut:,} {label} cut, {seen.emptied} rows left with nothing to learn (dropped)")  # fmt: skip
     return lines
+
+
+def _labels(train: Any, unpaired: str) -> str:
+    """KTO's label counts: a lopsided balance needs kto.desirable_weight or undesirable_weight to even it out."""
+    desirable = sum(train["label"])
+    text = f"labels (train): {desirable} desirable, {len(train) - desirable} undesirable"
+    return text + (f"; {unpaired}" if unpaired else "")
 
 
 def _marked(pieces: list[Any], color: bool) -> str:

@@ -1,10 +1,12 @@
-"""Write the demo datasets (JSON lines) for SFT, reward modelling, DPO and GRPO in the toy world.
+"""Write the demo datasets (JSON lines) for SFT, reward modelling, DPO, KTO and GRPO in the toy world.
 
     python assets/build/demo_data.py      # a second or two; writes assets/data/*.jsonl
 
   sft.jsonl     {"messages": [system, user, assistant, (user, assistant)]}
   reward.jsonl  {"prompt": [system, user], "chosen": [assistant], "rejected": [assistant]}
   dpo.jsonl     the same shape as reward.jsonl, a different sample of pairs
+  kto.jsonl     {"prompt": [system, user], "completion": [assistant], "label": true}  one answer per prompt,
+                thumbs up (a chosen reply) or down (a rejected one), half each: unpaired, as KTO data is
   grpo.jsonl    {"prompt": [system, user], "answer": "12"}  arithmetic; completions end "#### 12"
   ../eval/math.jsonl  200 fresh arithmetic prompts of the GRPO kind, all with the math system prompt:
                 the held-out questions `smoltrain eval` asks every stage (presets/demo.toml's [eval])
@@ -92,6 +94,13 @@ def preference_rows(world: World, rng: random.Random, n: int) -> Iterable[Row]:
         }
 
 
+def kto_rows(world: World, rng: random.Random, n: int) -> Iterable[Row]:
+    """One side of each of n fresh pairs, at random: real thumbs-up/down feedback rates one answer a prompt."""
+    for pair in preference_rows(world, rng, n):
+        desirable = rng.random() < 0.5
+        yield {"prompt": pair["prompt"], "completion": pair["chosen" if desirable else "rejected"], "label": desirable}
+
+
 def grpo_rows(world: World, rng: random.Random, n: int) -> Iterable[Row]:
     for _ in range(n):
         problem = world.problem(rng, hard_rate=GRPO_HARD_RATE)
@@ -133,6 +142,7 @@ def main() -> None:
         "dpo.jsonl": preference_rows(world, random.Random(SEED + 12), 1500),
         "grpo.jsonl": grpo_rows(world, random.Random(SEED + 13), 800),
         "../eval/math.jsonl": eval_rows(world, random.Random(SEED + 14), 200),
+        "kto.jsonl": kto_rows(world, random.Random(SEED + 15), 2000),
     }
     for name, rows in files.items():
         print(f"{name}: {write_jsonl(DATA_DIR / name, rows)} rows -> {DATA_DIR / name}")

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Technique = Literal["sft", "reward", "dpo", "grpo"]
+Technique = Literal["sft", "reward", "dpo", "kto", "grpo"]
 RewardName = Literal["exact_match", "math_answer", "format", "length", "json", "reward_model", "python"]
 
 
@@ -104,7 +104,8 @@ class TrainSection(Section):
     technique: Technique = Field(
         "sft",
         description="sft: imitate good answers; reward: learn to score answers from preference pairs; "
-        "dpo: prefer chosen over rejected answers directly; grpo: online RL on rewards for the model's own samples.",
+        "dpo: prefer chosen over rejected answers directly; kto: learn from answers labelled desirable or not (thumbs "
+        "up/down, no pairs needed); grpo: online RL on rewards for the model's own samples.",
     )
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
     epochs: float = Field(1.0, gt=0, description="Passes over the training data, when max_steps is unset.")
@@ -179,6 +180,16 @@ class DpoSection(Section):
     precompute_ref_log_probs: bool = Field(
         False, description="Score the data with the reference model once before training: saves a forward pass per step."
     )
+
+
+class KtoSection(Section):
+    beta: float = Field(0.1, gt=0.0, description="How far from the reference model KTO may move: higher stays closer. 0.1 is usual.")
+    desirable_weight: float = Field(
+        1.0, gt=0.0,
+        description="Weight of the desirable answers' loss. With fewer desirable than undesirable rows, raise it so that "
+        "desirable_weight x desirable rows is 1 to 1.33 times undesirable_weight x undesirable rows (TRL warns otherwise).",
+    )  # fmt: skip
+    undesirable_weight: float = Field(1.0, gt=0.0, description="Weight of the undesirable answers' loss (see desirable_weight).")
 
 
 class RewardFunction(Section):
@@ -366,6 +377,7 @@ class Stage(Section):
     sft: dict[str, Any] = Field(default_factory=dict, description="Overrides of [sft] for this stage.")
     reward: dict[str, Any] = Field(default_factory=dict, description="Overrides of [reward] for this stage.")
     dpo: dict[str, Any] = Field(default_factory=dict, description="Overrides of [dpo] for this stage.")
+    kto: dict[str, Any] = Field(default_factory=dict, description="Overrides of [kto] for this stage.")
     grpo: dict[str, Any] = Field(default_factory=dict, description="Overrides of [grpo] for this stage.")
 
 
@@ -382,6 +394,7 @@ class RunConfig(Section):
     sft: SftSection = Field(default_factory=SftSection)
     reward: RewardSection = Field(default_factory=RewardSection)
     dpo: DpoSection = Field(default_factory=DpoSection)
+    kto: KtoSection = Field(default_factory=KtoSection)
     grpo: GrpoSection = Field(default_factory=GrpoSection)
     stages: list[Stage] = Field(
         default_factory=list,

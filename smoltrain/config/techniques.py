@@ -51,6 +51,13 @@ FACTS: dict[str, TechniqueFacts] = {
         "held at 1e-4) or the steps, or raise dpo.beta to stay closer to the starting model; check that the chosen "
         "answers really are better and keep the form the task asks for; an undertrained SFT stage also shows here",
     ),
+    "kto": TechniqueFacts(
+        "kto", policy=True, model_class="causal_lm", headline=("rewards/margins", "kl", "loss"),
+        next_step="Next: compare its answers with the starting model's; if it got worse, raise kto.beta.",
+        regression_remedy="lower train.learning_rate (LoRA: 5e-6 to 1e-4) or the steps, or raise kto.beta to stay "
+        "closer to the starting model; check that the desirable answers really are better, and balance "
+        "kto.desirable_weight and kto.undesirable_weight when one label is much rarer",
+    ),
     "grpo": TechniqueFacts(
         "grpo", policy=True, model_class="causal_lm", headline=("reward", "loss"),
         next_step="Next: read the best and worst samples; if rewards rose without better answers, the reward "

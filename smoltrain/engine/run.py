@@ -3,7 +3,7 @@
 Every stage's data is read and checked before any model is loaded, so a broken dataset fails in
 seconds, not after a download or an earlier stage's hour of training.
 
-Pipelines: stages run in order. A policy stage (sft, dpo, grpo) that is followed by another
+Pipelines: stages run in order. A policy stage (sft, dpo, kto, grpo) that is followed by another
 stage has its LoRA adapter *merged* into a 16-bit copy of its base (`stages/<name>/merged/`);
 the next stage loads that copy (in 4-bit again if asked) and trains a fresh adapter on it. So
 DPO's reference ("adapters off") is the SFT model, not the raw base, and no adapter is ever
@@ -76,14 +76,14 @@ from smoltrain.engine.events import (
     Warning,
 )
 from smoltrain.engine.model import load_model, load_tokenizer, merge_adapter
-from smoltrain.engine.techniques import dpo, grpo, reward, sft
+from smoltrain.engine.techniques import dpo, grpo, kto, reward, sft
 from smoltrain.engine.techniques.base import Technique
 from smoltrain.engine.techniques.common import StageContext
 from smoltrain.errors import ConfigError
 from smoltrain.pastrun import past_run
 from smoltrain.rundir import RunDir, StagePaths
 
-TECHNIQUES: dict[str, Technique] = {"sft": sft, "reward": reward, "dpo": dpo, "grpo": grpo}
+TECHNIQUES: dict[str, Technique] = {"sft": sft, "reward": reward, "dpo": dpo, "kto": kto, "grpo": grpo}
 # Left in a checkpoint for resuming, not part of a trained model's folder.
 _RESUME_ONLY = {"optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin", "smoltrain-complete.json"}
 

@@ -309,12 +309,21 @@ def _phases(cfg: RunConfig, shape: ModelShape, act: ActivationModel, notes: list
     if technique == "grpo":
         return {"training": [saved_row, *backward], "generation": _generation_rows(cfg, shape, act)}
     phases = {"backward": [saved_row, *backward]}
+    # A pass without gradients (DPO's and KTO's reference, KTO's KL batch): one forward's activations at a time.
+    no_grad = (act.forward_only_bytes(n_seq, seq) + act.head_bytes(label_tokens, grad=False)) * gib
     if technique == "dpo":
         if cfg.dpo.precompute_ref_log_probs:
             notes.append("DPO reference log-probs are precomputed before training: no reference pass per step")
         else:
-            ref = act.forward_only_bytes(n_seq, seq) + act.head_bytes(label_tokens, grad=False)
-            phases["reference pass"] = [saved_row, ("DPO reference pass (adapters off, no grad)", ref * gib)]
+            phases["reference pass"] = [saved_row, ("DPO reference pass (adapters off, no grad)", no_grad)]
+    if technique == "kto":
+        # TRL scores the KL batch (each prompt with another row's answer) with the policy before the
+        # trained forward, so nothing is saved yet; then, with the activations saved, the reference
+        # scores the answers and the KL batch one after the other (adapters off).
+        phases["KL batch"] = [("KTO KL batch: policy forward, no grad (before the trained forward)", no_grad)]
+        phases["reference pass"] = [saved_row, ("KTO reference pass: answers, then KL batch (adapters off)",
+                                                no_grad)]  # fmt: skip
+        notes.append("KTO: one answer per row (no pairs), plus a KL batch of the same size scored without gradients")
     return phases
 
 

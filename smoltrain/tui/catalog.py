@@ -70,6 +70,9 @@ TECHNIQUES: tuple[TechniqueChoice, ...] = (
     TechniqueChoice("dpo", "DPO (direct preference optimization)",
                     "nudge an SFT model towards preferred answers, without a reward model",
                     "preference pairs: prompt, chosen, rejected"),
+    TechniqueChoice("kto", "KTO (thumbs up/down)",
+                    "nudge a model towards answers rated good and away from ones rated bad; no pairs needed",
+                    "single answers labelled desirable or not: prompt, completion, label (or preference pairs)"),
     TechniqueChoice("grpo", "GRPO (online RL)",
                     "reinforce the model's own samples that score well on checkable rewards (math, format, JSON)",
                     "prompts, plus e.g. an answer column for the reward"),
@@ -101,6 +104,7 @@ _DEMO = {
     "sft": DatasetChoice(str(DEMO_DATA / "sft.jsonl"), "bundled demo chats (offline, 2,000 rows)"),
     "reward": DatasetChoice(str(DEMO_DATA / "reward.jsonl"), "bundled demo pairs (offline)"),
     "dpo": DatasetChoice(str(DEMO_DATA / "dpo.jsonl"), "bundled demo pairs (offline)"),
+    "kto": DatasetChoice(str(DEMO_DATA / "kto.jsonl"), "bundled demo answers rated up or down (offline)"),
     "grpo": DatasetChoice(str(DEMO_DATA / "grpo.jsonl"), "bundled demo sums with answers (offline)"),
 }
 _PAIRS = DatasetChoice("trl-lib/ultrafeedback_binarized", "62k chat preference pairs", eval_split="test")
@@ -114,6 +118,7 @@ CURATED_DATASETS: dict[str, tuple[DatasetChoice, ...]] = {
     ),
     "reward": (_DEMO["reward"], _PAIRS),
     "dpo": (_DEMO["dpo"], _PAIRS),
+    "kto": (_DEMO["kto"], DatasetChoice("trl-lib/kto-mix-14k", "14k chat answers labelled desirable or not", eval_split="test")),
     "grpo": (
         _DEMO["grpo"],
         DatasetChoice("openai/gsm8k", "7.5k grade-school math problems with answers", config="main", eval_split="test",

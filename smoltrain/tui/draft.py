@@ -80,7 +80,7 @@ class Draft:
         """The raw dict without empty sections, technique sections of other techniques left out."""
         raw = copy.deepcopy(self.raw)
         techniques = {s.get("technique") for s in raw.get("stages", [])} | {self.technique}
-        for name in ("sft", "reward", "dpo", "grpo"):
+        for name in ("sft", "reward", "dpo", "kto", "grpo"):
             if name not in techniques:
                 raw.pop(name, None)
         return {k: v for k, v in raw.items() if v not in ({}, [], None)}

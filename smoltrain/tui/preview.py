@@ -33,7 +33,7 @@ class Preview:
     technique: str = "sft"
     rows: list[list[Any]] = field(default_factory=list)  # inspect.Piece runs: (text, trained)
     rejected_rows: list[list[Any]] = field(default_factory=list)  # preference: prompt + rejected answer, as rows
-    answers: list[dict[str, Any]] = field(default_factory=list)  # GRPO: the columns the rewards read, per row shown
+    answers: list[dict[str, Any]] = field(default_factory=list)  # GRPO: the columns the rewards read; KTO: label
     lengths: list[int] = field(default_factory=list)
     max_length: int = 0
     columns: list[str] = field(default_factory=list)  # the source's columns

@@ -80,24 +80,39 @@ def _markers(state: RunState) -> list[Marker]:
     return [marker(mark) for mark in state.marks]
 
 
+_ANY, _KTO, _NOT_KTO = "any stage", "kto stages", "other stages"  # which stages' lines a panel shows
+
+
+def _shown(line: Line, which: str) -> bool:
+    return which == _ANY or (_technique(line.stage) == "kto") == (which == _KTO)
+
+
 def panels(state: RunState) -> list[Panel]:
     """The plots this run has data for, most telling first."""
     keys = {key for curves in state.stage_series.values() for key in curves}
     reward_fns = sorted(m.group(1) for k in keys if (m := _REWARD_FN.match(k.removeprefix("train:"))))
-    wanted = [
-        ("loss", [("train", "train:loss"), ("eval", "eval:eval_loss")]),
-        ("reward mean ± std", [("mean", "train:reward"), ("+std", "train:reward+std"), ("-std", "train:reward-std")]),
-        ("reward per function", [(fn, f"train:rewards/{fn}/mean") for fn in reward_fns]),
-        ("DPO margin", [("train", "train:rewards/margins"), ("eval", "eval:eval_rewards/margins")]),
-        ("DPO accuracy", [("train", "train:rewards/accuracies"), ("eval", "eval:eval_rewards/accuracies")]),
-        ("reward model accuracy", [("train", "train:accuracy"), ("eval", "eval:eval_accuracy")]),
-        ("learning rate", [("lr", "train:learning_rate")]),
-        ("grad norm", [("grad norm", "train:grad_norm")]),
-    ]
+    # KTO logs some of DPO's names (rewards/margins, rewards/chosen) for its own quantities: its stages'
+    # lines go to KTO's panels, every other stage's to DPO's.
+    wanted: list[tuple[str, list[tuple[str, str]], str]] = [
+        ("loss", [("train", "train:loss"), ("eval", "eval:eval_loss")], _ANY),
+        ("reward mean ± std", [("mean", "train:reward"), ("+std", "train:reward+std"), ("-std", "train:reward-std")], _ANY),
+        ("reward per function", [(fn, f"train:rewards/{fn}/mean") for fn in reward_fns], _ANY),
+        ("DPO margin", [("train", "train:rewards/margins"), ("eval", "eval:eval_rewards/margins")], _NOT_KTO),
+        ("DPO accuracy", [("train", "train:rewards/accuracies"), ("eval", "eval:eval_rewards/accuracies")], _NOT_KTO),
+        ("KTO margin (desirable - undesirable)", [("train", "train:rewards/margins"), ("eval", "eval:eval_rewards/margins")],
+         _KTO),
+        ("KTO rewards", [("desirable", "train:rewards/chosen"), ("undesirable", "train:rewards/rejected"),
+                         ("eval desirable", "eval:eval_rewards/chosen"), ("eval undesirable", "eval:eval_rewards/rejected")],
+         _KTO),
+        ("KTO KL", [("train", "train:kl"), ("eval", "eval:eval_kl")], _KTO),
+        ("reward model accuracy", [("train", "train:accuracy"), ("eval", "eval:eval_accuracy")], _ANY),
+        ("learning rate", [("lr", "train:learning_rate")], _ANY),
+        ("grad norm", [("grad norm", "train:grad_norm")], _ANY),
+    ]  # fmt: skip
     markers = _markers(state)
     found = []
-    for title, pairs in wanted:
-        lines = [line for label, key in pairs for line in _lines(state, label, key)]
+    for title, pairs, which in wanted:
+        lines = [line for label, key in pairs for line in _lines(state, label, key) if _shown(line, which)]
         if lines:
             stages = {line.stage for line in lines}
             found.append(Panel(title, lines, [m for m in markers if m.stage in stages]))

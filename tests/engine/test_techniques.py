@@ -1,4 +1,4 @@
-"""Reward modelling, DPO and GRPO train a few steps of the tiny 4-bit model and log their own metrics.
+"""Reward modelling, DPO, KTO and GRPO train a few steps of the tiny 4-bit model and log their own metrics.
 
 In this process (tests/conftest.py: train_in_process): the worker process around the engine has its
 own tests (test_sft_run.py, test_faults.py, test_resume.py), and each worker start costs CI seconds."""
@@ -40,6 +40,20 @@ def test_dpo_logs_rewards_and_margins(tmp_path):
     assert "eval_rewards/accuracies" in run.of_type("eval")[-1].values
     # The reference is the model with adapters off: at the first step policy == reference, margins start at 0.
     assert abs(metrics[0]["rewards/margins"]) < 1e-3
+
+
+def test_kto_logs_rewards_margins_and_kl(tmp_path):
+    run = train_in_process(PRESETS_DIR / "demo-kto.toml", tmp_path, [*QUICK, "data.max_rows=200"])
+    assert run.exit_code == 0, worker_log(run)
+    assert run.of_type("run_started")[0].active["4bit"].startswith("on")
+    metrics = [m.values for m in run.of_type("metrics") if "loss" in m.values]
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "kl", "logps/chosen"):
+        assert key in metrics[-1], f"KTO metric {key} missing"
+    assert "eval_rewards/margins" in run.of_type("eval")[-1].values
+    # The reference is the model with adapters off: at the first step policy == reference, rewards start at 0
+    # (a micro-batch of one label logs that side's reward only).
+    first = [metrics[0][k] for k in ("rewards/chosen", "rewards/rejected") if k in metrics[0]]
+    assert first and max(map(abs, first)) < 1e-3 and metrics[0]["kl"] < 1e-3
 
 
 def test_grpo_logs_each_reward_and_emits_samples(tmp_path):

@@ -7,13 +7,14 @@ import tomllib
 from textual.widgets import Input, OptionList, Static
 
 from smoltrain.config.load import load_config
+from smoltrain.tui import catalog
 from smoltrain.tui.app import SmoltrainApp
 from smoltrain.tui.catalog import DEMO_MODEL
 from smoltrain.tui.screens.wizard import WizardScreen
 from smoltrain.tui.screens.wizard.data_step import DataStep
 from smoltrain.tui.widgets.schema_form import SchemaForm
 
-TECHNIQUES = ["sft", "reward", "dpo", "grpo"]
+TECHNIQUES = [t.name for t in catalog.TECHNIQUES]  # in the order the technique step lists them
 
 pytestmark = pytest.mark.anyio  # Pilot tests run on asyncio through anyio's pytest plugin
 
@@ -63,6 +64,23 @@ async def test_wizard_makes_a_valid_preset(workdir, no_preview, technique):
     assert cfg.data is not None and f"{technique}.jsonl" in cfg.data.path  # the demo data of that technique
     if technique == "grpo":
         assert [r.name for r in cfg.grpo.rewards] == ["math_answer"]
+
+
+async def test_the_wizard_offers_kto_with_when_to_use_it_and_its_settings(workdir, no_preview):
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n", "ctrl+n")
+        await pilot.pause()
+        listing = app.screen.query_one("#technique-list", OptionList)
+        kto = listing.get_option("kto")
+        assert "thumbs up/down" in str(kto.prompt) and "no pairs needed" in str(kto.prompt)
+        for _ in range(TECHNIQUES.index("kto")):
+            await pilot.press("down")
+        await pilot.press("ctrl+n", "ctrl+n")  # -> dataset (the demo answers), -> settings
+        await pilot.pause()
+        assert app.screen.draft.get("train.learning_rate") == 5e-4  # the tiny demo model's usual step
+        form = app.screen.query_one(SchemaForm)
+        assert {"kto.beta", "kto.desirable_weight", "kto.undesirable_weight"} <= set(form.fields)
 
 
 async def test_settings_form_edits_the_preset_and_explains_bad_values(workdir, no_preview):

@@ -12,13 +12,14 @@ import threading
 import pytest
 from textual.widgets import Input, Static
 
+from smoltrain.tui import catalog
 from smoltrain.tui.app import SmoltrainApp
 from smoltrain.tui.catalog import DEMO_DATA
 from smoltrain.tui.screens.wizard import WizardScreen
 from smoltrain.tui.screens.wizard.data_step import DataStep
 from smoltrain.tui.screens.wizard.review_step import ReviewStep
 
-TECHNIQUES = ["sft", "reward", "dpo", "grpo"]
+TECHNIQUES = [t.name for t in catalog.TECHNIQUES]  # in the order the technique step lists them
 DATASET_STEP, REVIEW_STEP = 2, 4
 
 pytestmark = pytest.mark.anyio
@@ -140,6 +141,16 @@ async def test_dpo_preview_shows_the_chosen_and_the_rejected_answer(app):
         assert "chosen" in rows and "The glim is purple." in rows
         assert "rejected" in rows and "I don't know." in rows
         assert "trained on" not in rows
+
+
+async def test_kto_preview_colours_each_answer_by_its_label(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _dataset_step(pilot, "kto")
+        rows = _text(screen, "#preview-rows")
+        # The first rows of assets/data/kto.jsonl: an unhelpful answer rated down, then a right sum rated up.
+        assert "What is 6 + 11?" in rows and "undesirable: That is a good question." in rows
+        assert "desirable: 11 + 3 = 14." in rows
+        assert "label:" not in rows and "KTO raises desirable answers" in rows
 
 
 async def test_grpo_preview_shows_the_answer_the_reward_reads_and_nothing_trained(app):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Input, Static
 
+from smoltrain.tui import catalog
 from smoltrain.tui.app import SmoltrainApp
 from smoltrain.tui.screens.wizard import WizardScreen
 from smoltrain.tui.screens.wizard.data_step import DataStep
@@ -17,7 +18,7 @@ from smoltrain.tui.widgets.schema_form import SchemaForm
 
 pytestmark = pytest.mark.anyio
 
-TECHNIQUES = ["sft", "reward", "dpo", "grpo"]
+TECHNIQUES = [t.name for t in catalog.TECHNIQUES]  # in the order the technique step lists them
 
 
 @pytest.fixture

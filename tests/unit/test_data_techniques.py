@@ -63,6 +63,7 @@ def test_an_sft_format_cannot_be_forced_on_dpo(tmp_path: Path) -> None:
     [
         ("reward.jsonl", "reward", "preference", ["prompt", "chosen", "rejected"]),
         ("dpo.jsonl", "dpo", "preference", ["prompt", "chosen", "rejected"]),
+        ("kto.jsonl", "kto", "unpaired", ["prompt", "completion", "label"]),
         ("grpo.jsonl", "grpo", "prompt_only", ["prompt", "answer"]),
         ("sft.jsonl", "sft", "messages", ["messages"]),
         ("sft.jsonl", "grpo", "prompt_only", ["prompt", "answer"]),  # the SFT demo doubles as GRPO prompts

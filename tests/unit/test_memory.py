@@ -84,6 +84,18 @@ def test_techniques_have_their_own_components():
     assert not any(name.startswith("LM head") for name in rows(reward))
 
 
+def test_kto_has_one_answer_a_row_a_kl_batch_and_a_reference_pass():
+    qwen = CONFIGS / "qwen3-0.6b" / "config.json"
+    kto_preset, dpo_preset = ROOT / "presets" / "kto-qwen3-0.6b.toml", ROOT / "presets" / "dpo-qwen3-0.6b.toml"
+    same = ["train.micro_batch_size=2", "train.max_length=1024"]
+    kto = estimate(load_config(kto_preset, same), None, model_config=qwen)
+    dpo = estimate(load_config(dpo_preset, same), None, model_config=qwen)
+    # DPO trains chosen and rejected of each pair; KTO one answer a row: half the saved activations.
+    assert row(kto, "activations") == pytest.approx(row(dpo, "activations") / 2, rel=0.02)
+    names = [name for name, _ in kto.rows + kto.other_rows]
+    assert any("KTO KL batch" in n for n in names) and any("KTO reference pass" in n for n in names)
+
+
 def test_grpo_generation_grows_with_generations_and_completion_length():
     qwen = CONFIGS / "qwen2.5-1.5b" / "config.json"
     small = estimate(load_config(GRPO), None, model_config=qwen)

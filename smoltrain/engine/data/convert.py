@@ -50,6 +50,17 @@ class RowRejected(Exception):
     index: int = -1  # the row's index in its split, set by convert_rows
 
 
+class RowInvalid(Exception):
+    """A value no row may have, such as a KTO label that is missing or not a boolean: a stop naming the
+    row and the key (prepare.py), not a drop, because a guessed or skipped label would train the wrong way."""
+
+    index: int = -1  # the row's index in its split, set by convert_rows
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
 def read_text(value: Any, column: str) -> str:
     """A non-blank string."""
     if value is None:
@@ -133,8 +144,8 @@ def convert_rows(rows: Iterable[Row], convert: Converter) -> Converted:
             reason = str(problem)
             out.dropped[reason] += 1
             out.first_at.setdefault(reason, index)
-        except RowRejected as rejected:
-            rejected.index = index
+        except (RowRejected, RowInvalid) as stop:
+            stop.index = index
             raise
     return out
 

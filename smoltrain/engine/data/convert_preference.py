@@ -1,4 +1,4 @@
-"""Preference rows for reward modelling and DPO, in TRL's preference format.
+"""Preference rows for reward modelling, DPO and KTO, in TRL's preference and unpaired formats.
 
 TRL (1.16) takes pairs in two forms, each as strings or as chat turns:
 
@@ -14,6 +14,12 @@ that share nothing, so smoltrain extracts it here: the shared leading turns, or 
 start cut back to a word boundary (the answers then start with the space, as TRL expects). A pair
 with no shared prompt cannot train DPO and is dropped.
 
+KTO takes unpaired rows {"prompt", "completion", "label"} (strings or turns; label a boolean, true for a
+desirable answer). A label that is missing or not a boolean stops the run, naming the row and the key
+(RowInvalid): guessing one would train the model the wrong way. Pairs given to KTO are converted as
+for DPO and then unpaired, as TRL's unpair_preference_dataset does: each pair becomes its chosen answer
+(desirable) and its rejected answer (undesirable), and the data report says so.
+
 Anthropic HH-style text ("\n\nHuman: ...\n\nAssistant: ...") is read as chat turns, so the model's
 own chat template applies instead of the Human:/Assistant: markers.
 
@@ -23,11 +29,13 @@ Pure Python (no datasets, torch or textual; importing trl would import torch).
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from smoltrain.engine.data.convert import (
     Converter,
     Row,
+    RowInvalid,
     RowProblem,
     Turn,
     check_answer,
@@ -81,6 +89,44 @@ def preference_converter(detected: Detected) -> Converter:
         return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
     return convert
+
+
+def unpaired_converter(detected: Detected) -> Converter:
+    """KTO rows: {"prompt", "completion", "label"} as they are (label checked), or pairs converted as for
+    DPO ({"prompt", "chosen", "rejected"}), which `unpair` then splits."""
+    if "chosen" in detected.fields:
+        return preference_converter(replace(detected, trl_format="preference"))
+    f = detected.fields
+    prompt_col, completion_col, label_col = f["prompt"], f["completion"], f.get("label", "label")
+
+    def convert(row: Row) -> dict[str, Any]:
+        label = _label(row, label_col)
+        prompt = read_text_or_turns(row.get(prompt_col), prompt_col, detected.conversational)
+        completion = read_text_or_turns(row.get(completion_col), completion_col, detected.conversational)
+        check_prompt(prompt, prompt_col)
+        check_answer(completion, completion_col)
+        return {"prompt": prompt, "completion": completion, "label": label}
+
+    return convert
+
+
+def unpair(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each pair as two KTO rows: its chosen answer desirable, its rejected one not."""
+    return [
+        {"prompt": pair["prompt"], "completion": pair[side], "label": side == "chosen"}
+        for pair in pairs
+        for side in ("chosen", "rejected")
+    ]
+
+
+def _label(row: Row, column: str) -> bool:
+    value = row.get(column)
+    hint = f"give every row {column} = true (a desirable answer) or false (an undesirable one), as JSON booleans"
+    if value is None:
+        raise RowInvalid(f"no {column!r} key: kto needs every answer labelled desirable or not", hint)
+    if not isinstance(value, bool):
+        raise RowInvalid(f"{column!r} is {value!r}, not true or false", hint)
+    return value
 
 
 def split_prompt(chosen: Side, rejected: Side) -> tuple[Side, Side, Side] | None:

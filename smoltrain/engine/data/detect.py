@@ -7,8 +7,8 @@ its columns exist. Shapes a technique cannot use are still recognised, so the er
 "this looks like chat (SFT) data" rather than just "unknown shape".
 
 What a shape becomes depends on the technique (TRL_FORMAT): SFT takes text, chats or prompt and
-completion; reward and DPO take preference pairs; GRPO takes prompts, and can draw them (and a
-reference "answer") from SFT data too.
+completion; reward and DPO take preference pairs; KTO takes labelled answers, or pairs that it unpairs;
+GRPO takes prompts, and can draw them (and a reference "answer") from SFT data too.
 
 Pure Python (no datasets, torch or textual): detection looks at column names and one row.
 """
@@ -44,6 +44,7 @@ SHAPES: dict[str, Shape] = {
     for s in (
         Shape("messages", ("messages",), (), "chat (SFT) data"),
         Shape("sharegpt", ("conversations",), (), "ShareGPT chat (SFT) data"),
+        Shape("unpaired", ("prompt", "completion", "label"), (), "answers labelled desirable or not (KTO data)"),
         Shape("prompt_completion", ("prompt", "completion"), (), "prompt-completion (SFT) data"),
         Shape("instruction", ("instruction", "output"), ("input",), "Alpaca instruction (SFT) data"),
         Shape("text", ("text",), (), "plain text"),
@@ -62,6 +63,9 @@ TECHNIQUE_SHAPES: dict[str, tuple[str, ...]] = {
     "sft": ("messages", "sharegpt", "prompt_completion", "instruction", "text"),
     "reward": ("preference", "preference_implicit"),
     "dpo": ("preference", "preference_implicit"),
+    # prompt_completion without a label column is taken too, so that the error names the first row and
+    # the missing key (convert_preference.unpaired_converter) instead of only listing shapes.
+    "kto": ("unpaired", "prompt_completion", "preference", "preference_implicit"),
     "grpo": ("prompt_completion", "prompt_only", "messages", "sharegpt", "instruction"),
 }
 
@@ -70,6 +74,7 @@ TECHNIQUE_NEEDS: dict[str, str] = {
     "sft": "examples to imitate",
     "reward": "preference pairs",
     "dpo": "preference pairs",
+    "kto": "answers labelled desirable or not (or preference pairs)",
     "grpo": "prompts",
 }
 
@@ -77,6 +82,7 @@ _MAPPING_EXAMPLE: dict[str, str] = {
     "sft": 'prompt = "question", completion = "answer"',
     "reward": 'prompt = "question", chosen = "good", rejected = "bad"',
     "dpo": 'prompt = "question", chosen = "good", rejected = "bad"',
+    "kto": 'prompt = "question", completion = "answer", label = "thumbs_up"',
     "grpo": 'prompt = "question"',
 }
 
@@ -94,6 +100,8 @@ TRL_FORMAT: dict[str, dict[str, str]] = {
     },
     "reward": {"preference": "preference", "preference_implicit": "preference_implicit", "hh_rlhf": "preference_implicit"},
     "dpo": dict.fromkeys(_PREFERENCE, "preference"),
+    # KTOTrainer takes unpaired rows; pairs are unpaired by smoltrain (chosen: desirable, rejected: not).
+    "kto": dict.fromkeys(("unpaired", "prompt_completion", *_PREFERENCE), "unpaired"),
     "grpo": dict.fromkeys(TECHNIQUE_SHAPES["grpo"], "prompt_only"),
 }
 
@@ -222,7 +230,7 @@ def _refine(shape: str, names: dict[str, str], first_row: Mapping[str, Any]) -> 
         if shape == "sharegpt" and "role" in first and "from" not in first:
             fields["messages"] = fields.pop("conversations")
             return "messages", fields, False
-    if shape in ("prompt_completion", "prompt_only"):
+    if shape in ("prompt_completion", "prompt_only", "unpaired"):
         return shape, fields, isinstance(first_row.get(fields["prompt"]), list)
     if shape in ("preference", "preference_implicit"):
         chosen = first_row.get(fields["chosen"])

@@ -56,7 +56,7 @@ class DataInspection:
     kept_trained: list[int] = field(default_factory=list)  # ... of them within max_length
     turns: list[int] = field(default_factory=list)  # chat turns of each training row (0 for plain text)
     rejected_trained: list[int] = field(default_factory=list)  # preference, rejected=True: rejected answer tokens
-    answers: list[dict[str, Any]] = field(default_factory=list)  # GRPO: the columns the rewards read, of the rows shown
+    answers: list[dict[str, Any]] = field(default_factory=list)  # GRPO: the columns the rewards read; KTO: label
     _rows: list[tuple[list[int], list[int]]] = field(default_factory=list, repr=False)
     _rejected_rows: list[tuple[list[int], list[int]]] = field(default_factory=list, repr=False)
     _tokenizer: Any = field(default=None, repr=False)
@@ -130,6 +130,8 @@ def inspect_data(
                 seen._rejected_rows.append((list(rejected_ids), list(rejected_mask)))
             if answer_columns:
                 seen.answers.append({column: row.get(column) for column in answer_columns})
+            elif prepared.trl_format == "unpaired":  # KTO: whether the answer shown is a desirable one
+                seen.answers.append({"label": row["label"]})
     if technique == "sft" and not seen.packing and seen.emptied == len(seen.lengths):
         raise DataError(
             f"{prepared.report.source}: all {len(seen.lengths)} training rows lose every trained token to "

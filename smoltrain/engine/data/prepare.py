@@ -21,6 +21,7 @@ What each technique gets (prepared.trl_format, and the columns of its rows):
     reward  preference           {"prompt", "chosen", "rejected"}       strings, or turns
             preference_implicit  {"chosen", "rejected"}                 whole conversations (or texts)
     dpo     preference           {"prompt", "chosen", "rejected"}       implicit pairs have their prompt extracted
+    kto     unpaired             {"prompt", "completion", "label"}      label a boolean; pairs become two rows
     grpo    prompt_only          {"prompt", ["answer"], ...}            the source's other columns kept as they are
 
 Row order: `data.max_rows` keeps the first N rows of the split (after any slice such as
@@ -43,11 +44,12 @@ import pyarrow as pa
 from smoltrain.config.schema import DataSection, RewardFunction
 from smoltrain.engine.data.convert import (
     Converter,
+    RowInvalid,
     RowRejected,
     convert_rows,
     sft_converter,
 )
-from smoltrain.engine.data.convert_preference import preference_converter
+from smoltrain.engine.data.convert_preference import preference_converter, unpair, unpaired_converter
 from smoltrain.engine.data.convert_prompts import prompt_converter
 from smoltrain.engine.data.detect import Detected, detect
 from smoltrain.engine.data.load import LoadedData, is_local, is_split_spec, load_split
@@ -63,6 +65,7 @@ _CONVERTERS: dict[str, Callable[[Detected], Converter]] = {
     "preference": preference_converter,
     "preference_implicit": preference_converter,
     "prompt_only": prompt_converter,
+    "unpaired": unpaired_converter,
 }
 
 
@@ -77,6 +80,11 @@ class DataReport:
     first_dropped_at: dict[str, str] = field(default_factory=dict)  # reason -> "line 17"
     fixed: dict[str, int] = field(default_factory=dict)  # what was changed to fit the chat template -> rows
     columns: list[str] = field(default_factory=list)  # the source's columns, as found (before data.columns renames)
+    unpaired: int = 0  # KTO given pairs: how many were split into a desirable and an undesirable row
+
+    @property
+    def unpaired_note(self) -> str:
+        return f"{self.unpaired} pairs unpaired for KTO (chosen: desirable, rejected: undesirable)" if self.unpaired else ""
 
     def summary(self) -> str:
         """One line: 'sft.jsonl: 2000 rows read, 1990 kept; dropped 10 (empty assistant content: 10, first at line 17)'."""
@@ -89,6 +97,8 @@ class DataReport:
             text += f"; dropped {sum(self.dropped.values())} ({reasons})"
         for fix, count in self.fixed.items():
             text += f"; {fix}: {count} rows"
+        if self.unpaired:
+            text += f"; {self.unpaired_note}"
         return text
 
 
@@ -100,7 +110,7 @@ class PreparedData:
     # preference_implicit, hh_rlhf or prompt_only (detect.SHAPES).
     format: str
     # What train/eval hold: "text" | "messages" | "prompt_completion" (sft), "preference" | "preference_implicit"
-    # (reward; dpo always gets "preference"), "prompt_only" (grpo). See the table above.
+    # (reward; dpo always gets "preference"), "unpaired" (kto), "prompt_only" (grpo). See the table above.
     trl_format: str
     report: DataReport  # the training source (all its rows, before eval_fraction is held out)
     eval_report: DataReport | None = None  # set when data.eval_split names a separate split
@@ -237,6 +247,8 @@ def _convert(loaded: LoadedData, detected: Detected, step: TemplateStep | None) 
             f"{loaded.source}: {loaded.where(rejected.index)}: the model's chat template rejects this row: {rejected}",
             hint="fix the row (for example the order of its roles), or remove it",
         ) from None
+    except RowInvalid as invalid:
+        raise DataError(f"{loaded.source}: {loaded.where(invalid.index)}: {invalid}", hint=invalid.hint) from None
     read, kept = len(rows), len(converted.rows)
     dropped = dict(converted.dropped.most_common())
     first_at = {reason: loaded.where(i) for reason, i in converted.first_at.items()}
@@ -250,7 +262,10 @@ def _convert(loaded: LoadedData, detected: Detected, step: TemplateStep | None) 
         )
     report = DataReport(loaded.source, read, kept, dropped, first_at, dict(step.fixes.most_common()) if step else {},
                         columns=list(loaded.columns))
-    return _to_dataset(converted.rows, loaded.source), report
+    out = converted.rows
+    if detected.trl_format == "unpaired" and "chosen" in detected.fields:
+        out, report.unpaired = unpair(out), kept
+    return _to_dataset(out, loaded.source), report
 
 
 def _then(convert: Converter, step: TemplateStep) -> Converter:

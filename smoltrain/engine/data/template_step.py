@@ -79,10 +79,11 @@ class TemplateStep:
             chosen, fix = template.fit(row["chosen"])
             rejected, other = template.fit(row["rejected"])
             return {**row, "chosen": chosen, "rejected": rejected}, fix or other
-        # prompt_completion or preference: the prompt is fitted once, with the (first) answer after it.
-        answer = row["completion" if fmt == "prompt_completion" else "chosen"]
+        # prompt_completion, unpaired or preference (KTO's pairs too, before they are unpaired): the prompt
+        # is fitted once, with the (first) answer after it.
+        answer = row["completion" if "completion" in row else "chosen"]
         whole, fix = template.fit(row["prompt"] + answer)
         prompt = whole[: len(whole) - len(answer)]
-        if fmt == "preference":
+        if "rejected" in row:
             template.render(prompt + row["rejected"])  # the other answer must render too
         return {**row, "prompt": prompt}, fix

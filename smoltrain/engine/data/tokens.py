@@ -42,14 +42,14 @@ class RowTokens:
 
     def display(self, row: dict[str, Any], trl_format: str) -> tuple[list[int], list[int]]:
         """Any technique's row: SFT as trained; GRPO's prompt (nothing trained: the completions are sampled);
-        a preference pair's prompt and chosen answer (rejected has the same shape)."""
+        a preference pair's prompt and chosen answer (rejected has the same shape); a KTO row's prompt and answer."""
         if trl_format in ("messages", "text", "prompt_completion"):
             return self.sft(row)
         if trl_format == "prompt_only":
             prompt = row["prompt"]
             ids = self._chat_template().prompt_ids(prompt) if isinstance(prompt, list) else self._text(prompt)
             return ids, [0] * len(ids)
-        prompt, answer = row.get("prompt"), row["chosen"]
+        prompt, answer = row.get("prompt"), row["completion" if trl_format == "unpaired" else "chosen"]
         if isinstance(answer, list):
             template = self._chat_template()
             ids = list(template.tokenize((prompt or []) + answer, everything=True)[0])

@@ -1,5 +1,5 @@
-"""The interface every technique module (sft.py, reward.py, dpo.py, grpo.py) implements, so the run
-loop asks a technique what it is instead of comparing names.
+"""The interface every technique module (sft.py, reward.py, dpo.py, kto.py, grpo.py) implements, so
+the run loop asks a technique what it is instead of comparing names.
 
 A technique is a module, read like its siblings (TRL's rule: consistency over cleverness):
 `FACTS` (smoltrain.config.techniques: is it a policy stage, which model class, which metrics tell

@@ -1,7 +1,9 @@
 """What every technique's TRL config shares: the [train] section turned into TrainingArguments kwargs.
 
 Each technique module builds its own TRL config class from `training_kwargs(...)` plus its own
-options, so the train section means the same thing for SFT, reward modelling, DPO and GRPO.
+options, so the train section means the same thing for SFT, reward modelling, DPO, KTO and GRPO.
+DPO and KTO also share how their trainer is given the model, its reference and the data
+(`with_reference_adapters_off`).
 
 Runs in the worker. Never imports textual.
 """
@@ -16,6 +18,7 @@ from typing import Any
 import torch
 
 from smoltrain.config.schema import RunConfig
+from smoltrain.engine.data import PreparedData
 from smoltrain.engine.events import Emit
 from smoltrain.engine.model import LoadedModel
 
@@ -78,4 +81,17 @@ def training_kwargs(cfg: RunConfig, loaded: LoadedModel, ctx: StageContext, has_
         **ctx.distributing,  # DDP, FSDP or DeepSpeed settings; nothing for one process
         "disable_tqdm": True,
         "include_num_input_tokens_seen": "non_padding",
+    }
+
+
+def with_reference_adapters_off(loaded: LoadedModel, data: PreparedData, ctx: StageContext) -> dict[str, Any]:
+    """The trainer arguments, besides `args`, of a technique that scores the policy against a reference
+    (DPO, KTO): the reference is the same PEFT model with its adapters disabled, no second copy."""
+    return {
+        "model": loaded.model,
+        "ref_model": None,  # a PEFT model: TRL uses it with adapters disabled as the reference
+        "train_dataset": data.train,
+        "eval_dataset": data.eval,
+        "processing_class": loaded.tokenizer,
+        "callbacks": ctx.callbacks,
     }

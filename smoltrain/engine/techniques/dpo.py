@@ -16,7 +16,7 @@ from smoltrain.config.schema import RunConfig
 from smoltrain.config.techniques import facts
 from smoltrain.engine.data import PreparedData
 from smoltrain.engine.model import LoadedModel
-from smoltrain.engine.techniques.common import StageContext, training_kwargs
+from smoltrain.engine.techniques.common import StageContext, training_kwargs, with_reference_adapters_off
 
 FACTS = facts("dpo")
 
@@ -36,12 +36,4 @@ def build_trainer(cfg: RunConfig, loaded: LoadedModel, data: PreparedData, ctx: 
         label_smoothing=cfg.dpo.label_smoothing,
         precompute_ref_log_probs=cfg.dpo.precompute_ref_log_probs,
     )
-    return DPOTrainer(
-        model=loaded.model,
-        ref_model=None,  # a PEFT model: TRL uses it with adapters disabled as the reference
-        args=args,
-        train_dataset=data.train,
-        eval_dataset=data.eval,
-        processing_class=loaded.tokenizer,
-        callbacks=ctx.callbacks,
-    )
+    return DPOTrainer(args=args, **with_reference_adapters_off(loaded, data, ctx))

@@ -3,7 +3,7 @@
 Model: the bundled demo model, the app's finished runs (to train on from a run's result: the engine
 merges its adapter first, see smoltrain/pastrun.py), a curated list of popular small open models
 (parameters and 4-bit footprint), the models already in the local Hugging Face cache, or any hub id
-or local path typed in. Technique: SFT, reward model, DPO or GRPO, each with when to use it and what data it needs;
+or local path typed in. Technique: SFT, reward model, DPO, KTO or GRPO, each with when to use it and what data it needs;
 picking one sets that technique's usual defaults. Never imports torch.
 """
 
@@ -35,6 +35,7 @@ TECHNIQUE_DEFAULTS: dict[str, dict[str, Any]] = {
     "sft": {"train.learning_rate": 2e-4},
     "reward": {"train.learning_rate": 1e-4},
     "dpo": {"train.learning_rate": 5e-6},
+    "kto": {"train.learning_rate": 5e-6},
     "grpo": {"train.learning_rate": 2e-5, "train.micro_batch_size": 8, "train.grad_accum": 1, "grpo.num_generations": 8},
 }
 # The tiny demo model learns in a minute only with big steps and short sequences (see presets/demo-*.toml).
@@ -42,6 +43,7 @@ DEMO_DEFAULTS: dict[str, dict[str, Any]] = {
     "sft": {"train.learning_rate": 1e-3, "train.max_steps": 100},
     "reward": {"train.learning_rate": 5e-4, "train.max_steps": 60},
     "dpo": {"train.learning_rate": 5e-4, "train.max_steps": 60},
+    "kto": {"train.learning_rate": 5e-4, "train.max_steps": 60},
     "grpo": {"train.learning_rate": 2e-4, "train.max_steps": 40, "train.micro_batch_size": 16, "grpo.max_completion_length": 24},
 }
 DEMO_COMMON = {"train.max_length": 128, "train.micro_batch_size": 8, "train.grad_accum": 1, "train.eval_steps": 20,

@@ -1,7 +1,7 @@
 """The dataset step: curated public datasets that fit the technique, a local file, or a hub id; and a
 preview of the first rows as the model will see them (chat template applied; SFT's trained tokens
-highlighted, a preference pair's chosen and rejected answers, a GRPO prompt with the columns its
-rewards read), the detected format, the dataset's statistics, how many rows fit max_length, and a
+highlighted, a preference pair's chosen and rejected answers, a KTO answer coloured by its label, a
+GRPO prompt with the columns its rewards read), the detected format, the dataset's statistics, how many rows fit max_length, and a
 token-length histogram with a suggested max_length.
 
 Leaving the step refuses data known to be unusable: a local-looking path that does not exist (at
@@ -196,11 +196,18 @@ def _rows_text(preview: Preview) -> Text:
             row.append(_joined(pieces, trained=True), style="green")
             row.append("\n  rejected: ", style="bold red")
             row.append(_joined(rejected, trained=True), style="red")
+        elif preview.trl_format == "unpaired":
+            good = bool(preview.answers[i].get("label")) if i < len(preview.answers) else False
+            row.append(_joined(pieces, trained=False), style="dim")
+            row.append("\n  desirable: " if good else "\n  undesirable: ", style="bold green" if good else "bold red")
+            row.append(_joined(pieces, trained=True), style="green" if good else "red")
         else:
             for piece in pieces:
                 row.append(piece.text, style="reverse green" if piece.trained else "dim")
             row.rstrip()
-        for column, value in (preview.answers[i] if i < len(preview.answers) else {}).items():
+        # GRPO's reward columns; KTO's label is already told by the answer's colour.
+        shown = preview.answers[i] if i < len(preview.answers) and preview.trl_format != "unpaired" else {}
+        for column, value in shown.items():
             row.append(f"\n  {column}: ", style="bold cyan")
             row.append(str(value), style="cyan")
         rows.append_text(row)
@@ -220,6 +227,9 @@ _LEGENDS = {
                          ": the rejected one; DPO raises the chosen answer's likelihood over the rejected one's"),
     "reward": Text.assemble(("green", "green"), ": the chosen answer, ", ("red", "red"),
                             ": the rejected one; the reward model learns to score chosen above rejected"),
+    "kto": Text.assemble(("green", "green"), ": a desirable answer, ", ("red", "red"),
+                         ": an undesirable one (each row has one); KTO raises desirable answers above the reference "
+                         "model's likelihood and pushes undesirable ones below it"),
     "grpo": Text.assemble("the prompt as the model sees it; GRPO samples completions from it during training and "
                           "grpo.rewards score them; ", ("cyan", "cyan"), ": the columns the rewards read"),
 }  # fmt: skip

@@ -35,6 +35,7 @@ TECHNIQUE_FIELDS = {
     "sft": ["sft.loss_on", "sft.packing"],
     "reward": ["reward.center_rewards_coefficient"],
     "dpo": ["dpo.beta", "dpo.loss_type"],
+    "kto": ["kto.beta", "kto.desirable_weight", "kto.undesirable_weight"],
     "grpo": ["grpo.num_generations", "grpo.max_completion_length", "grpo.temperature", "grpo.beta", "grpo.loss_type"],
 }
 
