@@ -1,6 +1,6 @@
 """The family matrix trains: default chat SFT in 4-bit on every family (its loss falls), and on three
 families whose templates differ most (Llama-3.2: no pad token, span-matched mask; Gemma-2: refuses
-system turns; Mistral v0.3: drops them, SentencePiece spaces) a whole SFT -> reward -> DPO -> GRPO
+system turns; Mistral v0.3: drops them, SentencePiece spaces) a whole SFT -> reward -> DPO -> KTO -> GRPO
 pipeline on the demo data, whose every row has a system turn.
 
 Runs in this process (tests/conftest.py: train_in_process) to keep the matrix inside CI's budget."""
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 SFT_STEPS = ["train.max_steps=8", "train.learning_rate=1e-2", "train.micro_batch_size=4", "train.logging_steps=1",
              "train.eval_steps=8", "train.save_steps=100", "data.max_rows=64", "train.warmup_ratio=0"]  # fmt: skip
 
-STAGES = [("sft", 32, 0.25), ("reward", 32, 0.25), ("dpo", 32, 0.25), ("grpo", 16, 0)]  # demo data file, rows, eval
+STAGES = [("sft", 32, 0.25), ("reward", 32, 0.25), ("dpo", 32, 0.25), ("kto", 32, 0.25), ("grpo", 16, 0)]  # demo data file, rows, eval
 PIPELINE = """
 [model]
 name_or_path = "MODEL"
@@ -68,16 +68,18 @@ def test_a_whole_pipeline_trains_on_families_that_handle_system_turns_differentl
     preset.write_text(PIPELINE.replace("MODEL", str(family_model(name))))
     run = train_in_process(preset, tmp_path)
     assert run.exit_code == 0, failure(run)
-    assert [s.technique for s in run.of_type("stage_started")] == ["sft", "reward", "dpo", "grpo"]
+    assert [s.technique for s in run.of_type("stage_started")] == ["sft", "reward", "dpo", "kto", "grpo"]
     assert run.of_type("run_finished")[0].status == "completed"
     evals = {e.stage: e.values for e in run.of_type("eval")}  # the last eval of each stage
-    assert "eval_accuracy" in evals[1] and "eval_rewards/margins" in evals[2]
-    grpo = [m.values for m in run.of_type("metrics") if m.stage == 3 and "reward" in m.values]
+    assert "eval_accuracy" in evals[1] and "eval_rewards/margins" in evals[2] and "eval_rewards/margins" in evals[3]
+    grpo = [m.values for m in run.of_type("metrics") if m.stage == 4 and "reward" in m.values]
     assert grpo and all("rewards/math_answer/mean" in v for v in grpo)
     # DPO started from the SFT stage's merged model, which kept the family's tokenizer and template.
     merged = run.run_dir / "stages" / "sft" / "merged"
     assert (merged / "tokenizer_config.json").exists()
     assert run.of_type("stage_started")[2].model == str(merged)
+    # KTO started from DPO's merge, in the same template.
+    assert run.of_type("stage_started")[3].model == str(run.run_dir / "stages" / "dpo" / "merged")
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
