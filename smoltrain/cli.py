@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from smoltrain.errors import BUG_EXIT_CODE, USER_ERROR_EXIT_CODE, SmoltrainError
+from smoltrain.ranks import rank, world_size
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,7 +151,7 @@ def cmd_run(preset: str, overrides: list[str], name: str | None, gpus: int | Non
 
     path = find_preset(preset)
     cfg = load_config(path, [*overrides, *([f"distributed.gpus={gpus}"] if gpus else [])])
-    if runner.launched_ranks() > 1:  # this is one rank of the user's own `accelerate launch`
+    if world_size() > 1:  # this is one rank of the user's own `accelerate launch`
         return _run_as_rank(runner.rank_run_dir(cfg, name), resume=False)
     run_dir = runner.create_run_dir(cfg, name or cfg.name or runner.default_run_name(path))
     print(f"run folder: {run_dir}")
@@ -164,17 +165,11 @@ def _run_as_rank(run_dir: Path, resume: bool) -> int:
     from smoltrain.engine import worker
 
     args = [str(run_dir), *(["--resume"] if resume else [])]
-    if not runner_is_rank0():
+    if rank() != 0:
         return worker.main(args)
     print(f"run folder: {run_dir}")
     with headless.following(run_dir):
         return worker.main(args)
-
-
-def runner_is_rank0() -> bool:
-    from smoltrain import runner
-
-    return runner.launched_rank() == 0
 
 
 def cmd_validate(presets: list[str], overrides: list[str]) -> int:
@@ -218,7 +213,7 @@ def cmd_data(preset: str, overrides: list[str], rows: int) -> int:
 def cmd_resume(run_dir: str, gpus: int | None = None) -> int:
     from smoltrain import headless, runner
 
-    if runner.launched_ranks() > 1:  # one rank of the user's own `accelerate launch`
+    if world_size() > 1:  # one rank of the user's own `accelerate launch`
         return _run_as_rank(Path(run_dir).expanduser().resolve(), resume=True)
     resolved = runner.resume_checks(Path(run_dir), gpus)
     print(f"resuming: {resolved}")

@@ -36,6 +36,7 @@ from smoltrain.config.load import dump_config, load_config
 from smoltrain.config.schema import RunConfig
 from smoltrain.engine.events import Event, RunFailed, RunFinished, RunStarted
 from smoltrain.errors import BUG_EXIT_CODE, USER_ERROR_EXIT_CODE, ConfigError
+from smoltrain.ranks import rank, world_size
 from smoltrain.rundir import (
     EventReader,
     RunDir,
@@ -140,15 +141,6 @@ class RunHandle:
         return USER_ERROR_EXIT_CODE if end.user_error else BUG_EXIT_CODE
 
 
-def launched_ranks() -> int:
-    """How many processes a launcher (accelerate launch, torchrun) started this one among; 1 without one."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def launched_rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
 RANK_WAIT_S = 120.0  # how long the other ranks wait for rank 0 to make the run folder
 
 
@@ -161,9 +153,9 @@ def rank_run_dir(cfg: RunConfig, name: str | None) -> Path:
         raise ConfigError("under accelerate launch, every process must find the same run folder: give the run a name",
                           hint="add --name NAME (or name = \"...\" in the preset)")  # fmt: skip
     check_run_name(name)
-    ranks = launched_ranks()
+    ranks = world_size()
     cfg = cfg.model_copy(update={"distributed": cfg.distributed.model_copy(update={"gpus": ranks})})
-    if launched_rank() == 0:
+    if rank() == 0:
         return create_run_dir(cfg, name)
     run = RunDir(Path(cfg.output_dir).expanduser().resolve() / name)
     deadline = time.monotonic() + RANK_WAIT_S

@@ -38,21 +38,10 @@ from typing import Any, TypeVar
 
 from smoltrain.config.schema import RunConfig
 from smoltrain.errors import ConfigError
+from smoltrain.ranks import local_rank, rank, world_size
 
 T = TypeVar("T")
 BARRIER_TIMEOUT = timedelta(hours=6)  # rank 0 alone merges an 8B model or runs an evaluation meanwhile
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
-def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def is_main() -> bool:

@@ -83,12 +83,17 @@ async def test_the_wizard_offers_kto_with_when_to_use_it_and_its_settings(workdi
         assert {"kto.beta", "kto.desirable_weight", "kto.undesirable_weight"} <= set(form.fields)
 
 
+async def _at_settings(app, pilot):
+    """New run -> SFT -> the demo data -> the settings form (step 4): its screen."""
+    await pilot.press("n", "ctrl+n", "ctrl+n", "ctrl+n")
+    await pilot.pause()
+    return app.screen
+
+
 async def test_settings_form_edits_the_preset_and_explains_bad_values(workdir, no_preview):
     app = SmoltrainApp(runs_dir="runs")
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.press("n", "ctrl+n", "ctrl+n", "ctrl+n")
-        await pilot.pause()
-        screen = app.screen
+        screen = await _at_settings(app, pilot)
         field = screen.query_one("#field-train-learning_rate", Input)
         field.value = "5"
         await pilot.pause()
@@ -108,9 +113,7 @@ async def test_the_gpus_field_refuses_zero_and_saves_the_count_the_runner_launch
 
     app = SmoltrainApp(runs_dir="runs")
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.press("n", "ctrl+n", "ctrl+n", "ctrl+n")
-        await pilot.pause()
-        screen = app.screen
+        screen = await _at_settings(app, pilot)
         field = screen.query_one("#field-distributed-gpus", Input)
         field.value = "0"
         await pilot.pause()
@@ -190,9 +193,7 @@ async def test_fit_to_my_gpu_shrinks_the_micro_batch_and_keeps_the_batch(workdir
     monkeypatch.setenv("SMOLTRAIN_GPU_MEM_GB", "1")  # a 1 GiB card: the tiny model fits only in small batches
     app = SmoltrainApp(runs_dir="runs")
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.press("n", "ctrl+n", "ctrl+n", "ctrl+n")
-        await pilot.pause()
-        screen = app.screen
+        screen = await _at_settings(app, pilot)
         screen.query_one("#field-train-micro_batch_size", Input).value = "64"
         screen.query_one("#field-train-max_length", Input).value = "2048"
         await pilot.pause()
@@ -254,9 +255,7 @@ async def test_a_bad_setting_keeps_the_wizard_on_the_form_and_the_preset_unchang
     silently and Next reached Review with the schema's default in the preset."""
     app = SmoltrainApp(runs_dir="runs")
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.press("n", "ctrl+n", "ctrl+n", "ctrl+n")
-        await pilot.pause()
-        screen = app.screen
+        screen = await _at_settings(app, pilot)
         before = tomllib.loads(screen.draft.to_toml())["train"].get("learning_rate")
         field = screen.query_one("#field-train-learning_rate", Input)
         for bad, said in (("-0.001", "greater than 0"), ("", "a value is needed"), ("1e", "valid number")):
@@ -301,9 +300,7 @@ async def test_the_memory_meter_says_its_figure_is_per_gpu_for_a_two_gpu_run(wor
     monkeypatch.setenv("SMOLTRAIN_GPU_MEM_GB", "12")
     app = SmoltrainApp(runs_dir="runs")
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("n", "ctrl+n", "ctrl+n", "ctrl+n")
-        await pilot.pause()
-        screen = app.screen
+        screen = await _at_settings(app, pilot)
         meter = screen.query_one("#memory", Static)
         screen.query_one("#field-distributed-gpus", Input).value = "2"
         for _ in range(100):
