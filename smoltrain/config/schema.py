@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Technique = Literal["sft", "reward", "dpo", "kto", "grpo"]
+Technique = Literal["sft", "reward", "dpo", "kto", "grpo", "rloo", "distill", "curate"]
 RewardName = Literal["exact_match", "math_answer", "format", "length", "json", "reward_model", "python"]
 
 
@@ -262,7 +262,7 @@ class EvalTask(Section):
         None,
         description="A .jsonl/.json/.csv/.parquet file (or hub dataset id) of held-out prompts: rows with a prompt "
         "(text or chat turns) or messages, plus the columns the rewards read (e.g. answer). Each model answers them "
-        "greedily; `rewards` score the answers, and the judge compares them.",
+        "(greedily, or `samples` times at a `temperature`); `rewards` score the answers, and the judge compares them.",
     )
     split: str = Field("train", description="prompts: the split to read (a local file has one: train).")
     rewards: list[RewardFunction] | None = Field(
@@ -270,6 +270,17 @@ class EvalTask(Section):
         description="prompts: reward functions to average over the answers, as in [[grpo.rewards]] (math_answer, "
         "format, json, python, ...); default: the run's [[grpo.rewards]], less reward_model (that is the judge's job).",
     )
+    samples: int = Field(
+        1, ge=1,
+        description="prompts: answers per question; each question's score is the mean of its answers' (a judge compares "
+        "the first). Above 1 needs a temperature.",
+    )  # fmt: skip
+    temperature: float = Field(
+        0.0, ge=0.0,
+        description="prompts: 0 answers greedily (the model's single best guess); 1.0 samples from its whole distribution, "
+        "as GRPO and RLOO do in training (with samples = 4 or so: the policy's own success rate, with room to improve "
+        "where greedy answers are already right).",
+    )  # fmt: skip
     num_fewshot: int | None = Field(None, ge=0, description="harness: examples shown before each question; default: the task's.")
     system_prompt: str | None = Field(
         None,
@@ -283,6 +294,11 @@ class EvalTask(Section):
             raise ValueError("give either harness (a benchmark task) or prompts (a file of held-out prompts), not both")
         if self.harness is not None and self.rewards is not None:
             raise ValueError("rewards score prompts tasks; a harness task brings its own metrics")
+        if self.harness is not None and ({"samples", "temperature"} & self.model_fields_set):
+            raise ValueError("samples and temperature apply to prompts tasks; a harness task decides how it generates")
+        if self.samples > 1 and self.temperature == 0:
+            raise ValueError(f"samples = {self.samples} with temperature 0 gives the same greedy answer {self.samples} "
+                             "times: set temperature (1.0 samples as in training)")
         return self
 
     @property

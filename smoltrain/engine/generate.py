@@ -115,36 +115,44 @@ def generate(model: Any, tokenizer: Any, prompt: Prompt, settings: GenerationSet
 
 @torch.no_grad()
 def generate_batch(model: Any, tokenizer: Any, prompts: Sequence[Prompt], max_new_tokens: int,
-                   batch_size: int = 16, on_batch: Callable[[int], None] | None = None) -> list[str]:  # fmt: skip
-    """Greedy answers to many prompts, `batch_size` at a time (left-padded, so every answer starts where
-    its prompt ends); the same answers `generate` gives one by one, up to float rounding in padded
-    batches. `on_batch` hears how many are done after each batch."""
+                   batch_size: int = 16, on_batch: Callable[[int], None] | None = None,
+                   temperature: float = 0.0, seed: int = 0) -> list[str]:  # fmt: skip
+    """Answers to many prompts, `batch_size` at a time (left-padded, so every answer starts where its
+    prompt ends). Greedy by default: the same answers `generate` gives one by one, up to float rounding
+    in padded batches. With a temperature, sampled from the model's whole distribution (no top-p or
+    top-k cut, as GRPO and RLOO sample in training) from its own random stream seeded by `seed`: the
+    same answers on a rerun, and a caller's random state (a training run's) is left as it was.
+    `on_batch` hears how many are done after each batch."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     template = ChatTemplate(tokenizer) if has_chat_template(tokenizer) else None
     encoded = [prompt_ids(tokenizer, p, template) for p in prompts]
     # Longest first: similar lengths share a batch (less padding), and running out of memory happens at once.
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+    sampling: dict[str, Any] = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
+    if temperature <= 0:
+        sampling = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     answers: list[str] = [""] * len(encoded)
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            width = max(len(encoded[i]) for i in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, i in enumerate(chunk):
-                ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
-                mask[row, width - len(encoded[i]) :] = 1
-            out = model.generate(
-                input_ids=ids.to(model.device), attention_mask=mask.to(model.device), max_new_tokens=max_new_tokens,
-                do_sample=False, temperature=None, top_p=None, top_k=None, eos_token_id=stop_token_ids(tokenizer),
-                pad_token_id=pad,
-            )  # fmt: skip
-            for row, i in enumerate(chunk):
-                answers[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
-            if on_batch is not None:
-                on_batch(min(start + batch_size, len(order)))
+        with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                width = max(len(encoded[i]) for i in chunk)
+                ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(chunk), width), dtype=torch.long)
+                for row, i in enumerate(chunk):
+                    ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
+                    mask[row, width - len(encoded[i]) :] = 1
+                out = model.generate(
+                    input_ids=ids.to(model.device), attention_mask=mask.to(model.device), max_new_tokens=max_new_tokens,
+                    **sampling, eos_token_id=stop_token_ids(tokenizer), pad_token_id=pad,
+                )  # fmt: skip
+                for row, i in enumerate(chunk):
+                    answers[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
+                if on_batch is not None:
+                    on_batch(min(start + batch_size, len(order)))
     finally:
         model.train(was_training)
     return answers

@@ -52,3 +52,14 @@ def test_a_judge_model_prompt_must_show_both_answers(tmp_path):
     path = _preset(tmp_path, '[eval]\n[[eval.tasks]]\nprompts = "x.jsonl"\n[eval.judge]\nmodel = "m"\nprompt = "{question} {a}"\n')
     with pytest.raises(ConfigError, match=r"\{question\}, \{a\} and \{b\}"):
         load_config(path)
+
+
+def test_several_samples_need_a_temperature_and_a_prompts_task(tmp_path):
+    path = _preset(tmp_path, '[eval]\n[[eval.tasks]]\nprompts = "x.jsonl"\nsamples = 4\n')
+    with pytest.raises(ConfigError, match=r"eval\.tasks\[0\]: samples = 4 with temperature 0.*set temperature"):
+        load_config(path)
+    path = _preset(tmp_path, '[eval]\n[[eval.tasks]]\nharness = "gsm8k"\ntemperature = 1.0\n')
+    with pytest.raises(ConfigError, match="samples and temperature apply to prompts tasks"):
+        load_config(path)
+    path = _preset(tmp_path, '[eval]\n[[eval.tasks]]\nprompts = "x.jsonl"\nsamples = 4\ntemperature = 1.0\n')
+    assert load_config(path).eval.tasks[0].samples == 4

@@ -8,7 +8,7 @@ trained in 4-bit), runs every [[eval.tasks]] entry, and writes `eval/<subject>.j
 item's score (evalresults.py owns the format, the statistics and the table):
 
 - harness tasks (harness.py): lm-evaluation-harness benchmarks or local task YAML files;
-- prompts tasks (prompts.py): held-out prompts answered greedily in batches, scored by reward
+- prompts tasks (prompts.py): held-out prompts answered in batches (greedily, or sampled), scored by reward
   functions (the run's GRPO rewards by default);
 - the judge (judge.py): each subject's answers to a prompts task against the previous subject's
   (or the base's), by a reward model or a judge model, as a win rate.
@@ -134,12 +134,14 @@ class Evaluator:
             else:
                 asked = prompts.load_prompts(task, section.limit, where)
                 answers = prompts.answer(model, tokenizer, asked, max_new_tokens=section.max_new_tokens,
-                                         batch_size=section.batch_size, where=where)  # fmt: skip
+                                         batch_size=section.batch_size, where=where, samples=task.samples,
+                                         temperature=task.temperature)  # fmt: skip
                 specs = self.rewards_of(task)
                 metrics = prompts.score(specs, asked, answers, resolve_model=self.resolve_model, device=device)
                 results.tasks[task.label] = TaskScores(kind="prompts", metrics=metrics,
                                                        higher_is_better={m: True for m in metrics},
-                                                       answers=answers, questions=asked.questions)  # fmt: skip
+                                                       answers=[group[0] for group in answers],
+                                                       questions=asked.questions)  # fmt: skip
             self.say(f"  {subject.name}: {task.label} scored in {time.time() - started:.1f}s")
         return results
 
