@@ -43,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gpus_arg(run, "train on N GPUs, one process each, through accelerate (sets distributed.gpus; see "
                   "README, \"More than one GPU\")")  # fmt: skip
 
+    curate = sub.add_parser("curate", help="sample K answers per prompt, keep the best (SFT) and best-vs-worst pairs (DPO)",
+                            description="Run a preset's curate stage alone (its first one; a preset without one: its "
+                            "prompts, scored by its rewards), from the preset's model or --set model.name_or_path="
+                            "runs/<run>: best-of-K answers and on-policy preference pairs in <run>/curated/.")  # fmt: skip
+    curate.add_argument("preset", help="a preset file, or the name of a shipped one")
+    _add_override_args(curate)
+    curate.add_argument("--name", help="run name (default: preset name + curate + time)")
+
     validate = sub.add_parser("validate", help="check presets without training", description="Check presets without training.")
     validate.add_argument("presets", nargs="+", help="preset files or shipped preset names")
     _add_override_args(validate)
@@ -158,6 +166,20 @@ def cmd_run(preset: str, overrides: list[str], name: str | None, gpus: int | Non
     return headless.run_headless(run_dir)
 
 
+def cmd_curate(preset: str, overrides: list[str], name: str | None) -> int:
+    from smoltrain import headless, runner
+    from smoltrain.config.load import load_config, stage_configs, validate_config
+    from smoltrain.config.pipeline import curate_only
+    from smoltrain.config.presets import find_preset
+
+    path = find_preset(preset)
+    stage, raw = curate_only(stage_configs(load_config(path, overrides), str(path)))
+    cfg = validate_config(raw, source=f"{path} (stage {stage})")
+    run_dir = runner.create_run_dir(cfg, name or runner.default_run_name(f"{path.stem}-curate"))
+    print(f"run folder: {run_dir} (stage {stage} of {path.name}, from {cfg.model.name_or_path})")
+    return headless.run_headless(run_dir)
+
+
 def _run_as_rank(run_dir: Path, resume: bool) -> int:
     """One process of the user's own `accelerate launch -m smoltrain run|resume ...`: the worker itself, in
     this process (the launcher made the ranks); rank 0 also prints the run's events as they come."""
@@ -195,7 +217,10 @@ def cmd_validate(presets: list[str], overrides: list[str]) -> int:
         print(f"ok: {path}: {cfg.model.name_or_path}")
         for name, stage in stage_configs(cfg):
             steps = f"{stage.train.max_steps} steps" if stage.train.max_steps else f"{stage.train.epochs:g} epoch(s)"
-            print(f"  {name}: {stage.train.technique} on {stage.data.path if stage.data else '?'}, {steps}")
+            if stage.train.technique == "curate":
+                steps = f"{stage.curate.samples} answers per prompt"
+            source = stage.data and (stage.data.path or f"what {stage.data.curated} keeps")
+            print(f"  {name}: {stage.train.technique} on {source or '?'}, {steps}")
         print("\n".join(checked))
     return worst
 
@@ -308,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args.preset, args.overrides, args.name, args.gpus)
+        if args.command == "curate":
+            return cmd_curate(args.preset, args.overrides, args.name)
         if args.command == "validate":
             return cmd_validate(args.presets, args.overrides)
         if args.command == "data":

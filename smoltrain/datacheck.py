@@ -33,8 +33,12 @@ def describe_data(cfg: RunConfig, rows: int = 3, color: bool | None = None) -> I
     yield f"model: {cfg.model.name_or_path}"
     for name, stage in stage_configs(cfg):
         assert stage.data is not None
+        if stage.data.curated:
+            yield ""
+            yield f"stage {name} ({stage.train.technique}): {_curated_words(stage)}"
+            continue
         seen = inspect_data(stage.data, stage.train, stage.sft, tokenizer, model=cfg.model.name_or_path, show=rows,
-                            rewards=stage.grpo.rewards)  # fmt: skip
+                            rewards=stage.technique_rewards)  # fmt: skip
         yield ""
         yield f"stage {name} ({stage.train.technique}): {seen.prepared.report.source}"
         yield from (f"  {line}" for line in _summary(seen, stage))
@@ -57,11 +61,14 @@ def check_data(cfg: RunConfig) -> list[str]:
         lines = []
         for name, stage in stage_configs(cfg):
             assert stage.data is not None
+            if stage.data.curated:
+                lines.append(f"  {name}: {_curated_words(stage)}")
+                continue
             seen = inspect_data(stage.data, stage.train, stage.sft, tokenizer, model=cfg.model.name_or_path, show=0,
-                                rewards=stage.grpo.rewards)  # fmt: skip
+                                rewards=stage.technique_rewards)  # fmt: skip
             report = seen.prepared.report
             line = f"  {name}: {report.rows_kept} of {report.rows_read} rows kept, longest {max(seen.lengths)} tokens"
-            if stage.train.technique != "grpo" and not seen.packing:
+            if stage.group_sampling is None and not seen.packing:
                 line += f", {seen.truncated} truncated by train.max_length {seen.max_length}"
             lines.append(line)
             lines.extend(f"    note: {fix}: {rows} rows" for fix, rows in report.fixed.items())
@@ -91,12 +98,13 @@ def _summary(seen: Any, stage: RunConfig) -> list[str]:
     n = len(seen.lengths)
     if not n:
         return lines
-    what = {"grpo": "prompt", "reward": "prompt + chosen", "dpo": "prompt + chosen", "kto": "prompt + answer"}.get(
-        technique, "training")
+    what = {"grpo": "prompt", "rloo": "prompt", "reward": "prompt + chosen", "dpo": "prompt + chosen",
+            "kto": "prompt + answer"}.get(technique, "training")
     lines.append(f"tokens per {what} row: median {seen.percentile(0.5)}, p90 {seen.percentile(0.9)}, "
                  f"p95 {seen.percentile(0.95)}, p99 {seen.percentile(0.99)}, max {max(seen.lengths)}")  # fmt: skip
-    if technique == "grpo":
-        lines.append(f"completions: sampled, up to grpo.max_completion_length = {stage.grpo.max_completion_length} tokens")
+    if stage.group_sampling is not None:
+        length = stage.group_sampling.max_completion_length
+        lines.append(f"completions: sampled, up to {technique}.max_completion_length = {length} tokens")
         return lines
     total, trained = sum(seen.lengths), sum(seen.trained)
     label = "trained tokens" if technique == "sft" else "answer tokens"
@@ -107,6 +115,14 @@ def _summary(seen: Any, stage: RunConfig) -> list[str]:
         lines.append(f"train.max_length {seen.max_length}: {seen.truncated} of {n} rows truncated, "
                      f"{seen.cut:,} {label} cut, {seen.emptied} rows left with nothing to learn (dropped)")  # fmt: skip
     return lines
+
+
+def _curated_words(stage: RunConfig) -> str:
+    from smoltrain.config.pipeline import CURATED_READERS
+
+    assert stage.data is not None
+    return (f"the {CURATED_READERS[stage.train.technique]} that curate stage {stage.data.curated!r} keeps "
+            "(read when that stage has run)")
 
 
 def _labels(train: Any, unpaired: str) -> str:

@@ -24,6 +24,7 @@ from typing import TextIO
 from smoltrain import runner
 from smoltrain.engine.events import (
     Checkpoint,
+    Curated,
     Eval,
     EvalResult,
     Event,
@@ -40,7 +41,7 @@ from smoltrain.engine.events import (
 from smoltrain.errors import BUG_EXIT_CODE, USER_ERROR_EXIT_CODE
 from smoltrain.evalresults import read_results, render
 from smoltrain.rundir import RunDir, events_size, tail_events
-from smoltrain.runstate import RunState, format_duration
+from smoltrain.runstate import RunState, curated_lines, format_duration
 
 BAR_WIDTH = 24
 BEFORE_AFTER_SHOWN = 2  # pairs of a stage's before/after answers printed; samples/<stage>.json has them all
@@ -97,6 +98,9 @@ class Printer:
         elif isinstance(event, EvalResult):
             scores = "  ".join(f"{k} {v:.3f}" for k, v in event.scores.items())
             self.line(f"eval {event.subject}: {scores}")
+        elif isinstance(event, Curated):
+            for text in curated_lines(event):
+                self.line(text)
         elif isinstance(event, StageFinished):
             ended = "stopped" if event.step < self.state.max_steps else "done"  # a stop ends a stage early
             self.line(f"stage {event.stage + 1} ({event.technique}) {ended} at step {event.step}: {event.output_dir}")

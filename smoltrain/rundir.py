@@ -4,7 +4,7 @@ Layout (DESIGN.md, "Run directory"): `config.toml` (the resolved config), `event
 `worker.log`, `worker.pid` and `worker.lock` (an OS lock held by the live worker), `control/save_now`
 (a front end's "save a checkpoint now"), `checkpoints/checkpoint-N/`, `final/`, `fit.json` (the batch
 shape auto_fit chose), `start-model/` (a past run's merged model, when the run starts from one); a pipeline keeps each stage's `checkpoints/`, `final/`, `merged/`,
-`stage-done.json` and `fit.json` under `stages/<name>/`. Nothing else in smoltrain spells these names.
+`stage-done.json` and `fit.json` under `stages/<name>/` (a curate stage: `curated/`). Nothing else in smoltrain spells these names.
 
 The event file survives what a hobbyist's machine does to it: the writer appends whole lines with
 one `write` each, starts on a fresh line after a torn one (kill -9, full disk), takes a line back
@@ -62,6 +62,16 @@ class StagePaths:
     @property
     def fit(self) -> Path:
         return self.root / "fit.json"
+
+    @property
+    def curated(self) -> Path:
+        """A curate stage's output: groups.jsonl (every answer and score, appended as it goes), sft.jsonl
+        (best-of-K answers), pairs.jsonl (best vs worst) and summary.json."""
+        return self.root / "curated"
+
+    def curated_file(self, technique: str) -> Path:
+        """What a stage of this technique trains on from this curate stage: best answers (sft) or pairs."""
+        return self.curated / ("sft.jsonl" if technique == "sft" else "pairs.jsonl")
 
     @property
     def trackers(self) -> Path:

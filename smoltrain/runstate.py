@@ -21,6 +21,7 @@ from typing import Literal
 from smoltrain.config.techniques import FACTS
 from smoltrain.engine.events import (
     Checkpoint,
+    Curated,
     Eval,
     Event,
     Metrics,
@@ -73,6 +74,7 @@ class RunState:
     checkpoints: list[str] = field(default_factory=list)
     # Each policy stage's held-out prompts answered before and after it: stage -> [(prompt, before, after)].
     comparisons: dict[int, list[tuple[str, str, str]]] = field(default_factory=dict)
+    curated: dict[int, Curated] = field(default_factory=dict)  # each curate stage's score distribution and counts
     finished: RunFinished | None = None
     failed: RunFailed | None = None
     _resume_step: int | None = None  # the checkpoint step a resume starts from (shown, not 0), until its stage starts
@@ -123,6 +125,8 @@ class RunState:
         elif isinstance(event, Checkpoint):
             self.checkpoints.append(event.path)
             self.marks.append(Mark(self.stage_starts.get(event.stage, 0.0) + event.step, "checkpoint", event.stage))
+        elif isinstance(event, Curated):
+            self.curated[event.stage] = event
         elif isinstance(event, StageFinished):
             self.step, self.technique = event.step, event.technique
         elif isinstance(event, RunFinished):
@@ -249,3 +253,18 @@ def load_state(events: list[Event], name: str = "") -> RunState:
         state.feed(event)
     state.name = name or state.name
     return state
+
+
+def curated_lines(event: Curated) -> list[str]:
+    """What a curate stage kept, in words: the console's and the app's lines."""
+    sc = event.scores
+    dist = (f"mean {sc['mean']:.3g} (min {sc['min']:.3g}, p25 {sc['p25']:.3g}, median {sc['median']:.3g}, "
+            f"p75 {sc['p75']:.3g}, max {sc['max']:.3g})") if sc else "none"  # fmt: skip
+    return [
+        f"curated {event.prompts} prompts x {event.samples} answers; scores {dist}",
+        f"  best-of-{event.samples} SFT rows: {event.sft_rows} kept, {event.below_min_score} below curate.min_score",
+        f"  pairs (best vs worst): {event.pairs} kept, {event.no_spread} dropped without spread (all answers scored "
+        f"alike), {event.below_margin} within curate.min_margin",
+        f"  in {event.folder}",
+    ]
+

@@ -23,7 +23,8 @@ from typing import Any
 import tomli_w
 from pydantic import BaseModel, ValidationError
 
-from smoltrain.config.schema import EvalSection, RunConfig
+from smoltrain.config import pipeline
+from smoltrain.config.schema import REWARDS_SECTIONS, RunConfig
 from smoltrain.config.techniques import facts
 from smoltrain.errors import ConfigError
 
@@ -113,18 +114,22 @@ def validate_config(raw: dict[str, Any], source: str, origins: dict[str, set[str
         raise _config_error(_problems(exc, source, origins or {}), source) from None
     stages = stage_configs(cfg, source, origins)
     if cfg.eval is not None:
-        problems = _eval_stage_problems(cfg.eval, stages, source)
+        problems = _eval_stage_problems(cfg, stages, source)
         if problems:
             raise _config_error(problems, source)
     return cfg
 
 
-def _eval_stage_problems(section: EvalSection, stages: list[tuple[str, RunConfig]], source: str) -> list[_Problem]:
-    """[eval] names stages: each must be one of this run's, of the right kind."""
+def _eval_stage_problems(cfg: RunConfig, stages: list[tuple[str, RunConfig]], source: str) -> list[_Problem]:
+    """[eval] names stages: each must be one of this run's, of the right kind (a [rounds] member: every round's)."""
+    assert cfg.eval is not None
+    section, rounds = cfg.eval, cfg.rounds.stages if cfg.rounds else []
     policies = [name for name, stage in stages if facts(stage.train.technique).policy]
     rewards = [name for name, stage in stages if not facts(stage.train.technique).policy]
     problems = []
     for i, name in enumerate(section.stages or []):
+        if name in rounds and all(n in policies for n in pipeline.expand_names([name], cfg)):
+            continue
         if name not in policies:
             what = "is a reward stage: it scores answers and gives none" if name in rewards else "is not a stage of this run"
             problems.append(_Problem(source, f"eval.stages[{i}]: {name!r} {what}",
@@ -139,16 +144,24 @@ def _eval_stage_problems(section: EvalSection, stages: list[tuple[str, RunConfig
 def stage_configs(
     cfg: RunConfig, source: str = "config", origins: dict[str, set[str]] | None = None
 ) -> list[tuple[str, RunConfig]]:
-    """(name, config) for each stage to run: the config itself, or each [[stages]] entry merged over it.
-    The problems of every stage are named together; `origins` (from apply_overrides) blames a --set."""
+    """(name, config) for each stage to run: the config itself, or each [[stages]] entry merged over it
+    ([rounds] unrolled: config/pipeline.py). The problems of every stage are named together; `origins`
+    (from apply_overrides) blames a --set."""
     if not cfg.stages:
+        if cfg.rounds is not None or (cfg.data is not None and cfg.data.curated is not None):
+            what = "rounds" if cfg.rounds is not None else "data.curated"
+            raise _config_error([_Problem(source, f"{what}: names pipeline stages, and this preset has no [[stages]]",
+                                          "add [[stages]]: e.g. a curate stage, then a dpo stage with data = { curated = \"curate\" }")],
+                                source)  # fmt: skip
         return [(cfg.train.technique, cfg)]
-    base = cfg.model_dump(mode="json", exclude={"stages"}, exclude_unset=True)
-    resolved: list[tuple[str, RunConfig]] = []
-    problems: list[_Problem] = []
-    for i, stage in enumerate(cfg.stages):
-        name = stage.name or f"{i + 1}-{stage.technique}"
-        if name in (n for n, _ in resolved):
+    problems = [_Problem(source, f"{key}: {text}", hint) for key, text, hint in pipeline.rounds_problems(cfg)]
+    if problems:
+        raise _config_error(problems, source)
+    base = cfg.model_dump(mode="json", exclude={"stages", "rounds"}, exclude_unset=True)
+    resolved: list[tuple[int, str, RunConfig]] = []
+    for planned in pipeline.planned_stages(cfg):
+        i, name, stage = planned.index, planned.name, planned.stage
+        if name in (n for _, n, _ in resolved) and planned.round is None:
             problems.append(
                 _Problem(source, f"stages[{i}].name: {name!r} is used by an earlier stage", "give each stage its own name")
             )
@@ -158,13 +171,17 @@ def stage_configs(
             problems.append(_Problem(source, f"stages[{i}]: missing required key data",
                                      "give the stage its data, e.g. data = { path = \"train.jsonl\" }, or add a top-level [data]"))  # fmt: skip
             continue
+        if "curated" in stage.data and "path" not in stage.data:
+            raw["data"].pop("path", None)  # the stage's own curated replaces a top-level [data] path
         try:
-            resolved.append((name, RunConfig.model_validate(raw)))
+            resolved.append((i, name, RunConfig.model_validate(raw)))
         except ValidationError as exc:
             problems.extend(_problems(exc, source, origins or {}, prefix=f"stages[{i}]."))
-    if problems:
-        raise _config_error(problems, source)
-    return resolved
+    if not problems:
+        problems = [_Problem(source, f"{key}: {text}", hint) for key, text, hint in pipeline.curated_problems(resolved)]
+    if problems:  # a stage repeated in [rounds] makes its mistakes once per round: each is said once
+        raise _config_error(list(dict.fromkeys(problems)), source)
+    return [(name, stage_cfg) for _, name, stage_cfg in resolved]
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -189,8 +206,9 @@ def _resolve_local_paths(raw: dict[str, Any], base: Path) -> None:
         for section, key in LOCAL_PATH_KEYS:
             if isinstance(table.get(section), dict):
                 _resolve_key(table[section], key, base)
-        grpo = table.get("grpo")
-        _resolve_rewards(grpo.get("rewards", []) if isinstance(grpo, dict) else [], base)
+        for name in sorted(set(REWARDS_SECTIONS.values())):  # [[grpo.rewards]], [[rloo.rewards]], ...
+            rewards = table.get(name)
+            _resolve_rewards(rewards.get("rewards", []) if isinstance(rewards, dict) else [], base)
     evaluation = raw.get("eval")
     if not isinstance(evaluation, dict):
         return

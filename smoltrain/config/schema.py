@@ -15,6 +15,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Technique = Literal["sft", "reward", "dpo", "kto", "grpo", "rloo", "distill", "curate"]
+# Where each technique that scores its own samples keeps its reward functions ([[<section>.rewards]]):
+# RunConfig.technique_rewards reads a validated config's; this names the raw tables (load.py's paths, the wizard).
+REWARDS_SECTIONS: dict[str, str] = {"grpo": "grpo", "rloo": "rloo", "curate": "curate"}
 RewardName = Literal["exact_match", "math_answer", "format", "length", "json", "reward_model", "python"]
 
 
@@ -70,7 +73,14 @@ class LoraSection(Section):
 
 
 class DataSection(Section):
-    path: str = Field(description="A local .jsonl/.json/.csv/.parquet file, a directory of them, or a hub dataset id.")
+    path: str | None = Field(
+        None, description="A local .jsonl/.json/.csv/.parquet file, a directory of them, or a hub dataset id."
+    )
+    curated: str | None = Field(
+        None,
+        description="Instead of path: the name of an earlier curate stage of this pipeline, to train on what it kept: its "
+        "best-of-K answers (sft) or its best-vs-worst pairs (dpo, kto, reward).",
+    )
     config: str | None = Field(None, description="Hub dataset configuration (subset) name, if it has several.")
     split: str = Field("train", description="Split to train on, e.g. train or train[:2000].")
     eval_split: str | None = Field(None, description="Split to evaluate on; if unset, eval_fraction of the data is held out.")
@@ -98,6 +108,14 @@ class DataSection(Section):
         description='Rename the file\'s columns to the names smoltrain expects (prompt, completion, messages, '
         'chosen, rejected, answer, ...), e.g. {prompt = "question", completion = "answer"}.',
     )
+
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSection:
+        if (self.path is None) == (self.curated is None):
+            raise ValueError("give data.path (a file, a folder or a hub dataset id) or data.curated (an earlier curate "
+                             "stage's name), one of them" if self.path is None else "give data.path or data.curated, not both")
+        return self
 
 
 class TrainSection(Section):
@@ -154,6 +172,11 @@ class TrainSection(Section):
         False,
         description="On running out of GPU memory, retry with half the micro_batch_size and twice the grad_accum "
         "(the same effective batch), down to micro_batch_size 1, and say so.",
+    )
+    start_from: str | None = Field(
+        None,
+        description="In a pipeline: the name of an earlier policy stage whose model this stage starts from (e.g. a "
+        "distill stage from the SFT model, while the teacher trained after it); default: the previous policy stage's.",
     )
 
 
@@ -233,12 +256,17 @@ class RewardFunction(Section):
         return self
 
 
-class GrpoSection(Section):
+class GroupSampling(Section):
+    """What GRPO and RLOO share: each prompt's group of sampled completions, compared with each other."""
+
     num_generations: int = Field(
         8, ge=2, description="Completions sampled per prompt; their rewards are compared within the group. 4-8 is usual."
     )
     max_completion_length: int = Field(256, ge=1, description="Longest completion sampled, in tokens.")
     temperature: float = Field(1.0, gt=0.0, description="Sampling temperature: the group needs variety to learn from.")
+
+
+class GrpoSection(GroupSampling):
     beta: float = Field(0.0, ge=0.0, description="KL penalty towards the reference model; 0 (the current practice) to 0.1.")
     epsilon: float = Field(0.2, gt=0.0, description="Clip range of the policy ratio.")
     loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = Field(
@@ -247,6 +275,68 @@ class GrpoSection(Section):
     rewards: list[RewardFunction] = Field(
         default_factory=list, description="The reward functions, as [[grpo.rewards]] tables with name and weight."
     )
+
+
+class RlooSection(GroupSampling):
+    """[rloo]: REINFORCE with a leave-one-out baseline: each completion's reward against the mean of the
+    other num_generations - 1 of its prompt, so no value model is trained (TRL's RLOOTrainer)."""
+
+    beta: float = Field(
+        0.05, ge=0.0,
+        description="KL penalty towards the reference model (the starting model, adapters off), taken off each "
+        "reward; 0.05 is TRL's RLOO default, 0 skips the reference pass.",
+    )  # fmt: skip
+    rewards: list[RewardFunction] = Field(
+        default_factory=list,
+        description="The reward functions, as [[rloo.rewards]] tables like [[grpo.rewards]] (math_answer, reward_model "
+        "with an earlier reward stage or a run folder, python, ...).",
+    )
+
+
+class CurateSection(Section):
+    """[curate]: best-of-K answers and on-policy preference pairs from the current model's own samples."""
+
+    samples: int = Field(8, ge=2, description="Answers sampled per prompt (K); the best, and the worst, of them are kept.")
+    temperature: float = Field(1.0, gt=0.0, description="Sampling temperature: the K answers need variety to choose from.")
+    max_completion_length: int = Field(256, ge=1, description="Longest answer sampled, in tokens.")
+    rewards: list[RewardFunction] = Field(
+        default_factory=list,
+        description="How the answers are scored, as [[curate.rewards]] tables like [[grpo.rewards]] (math_answer, "
+        "reward_model with an earlier reward stage or a run folder, python, ...); default: the run's [[grpo.rewards]].",
+    )
+    min_score: float | None = Field(
+        None,
+        description="A prompt's best answer becomes an SFT row only if it scores at least this (1.0 with math_answer: "
+        "only right answers); unset: every prompt's best.",
+    )
+    min_margin: float = Field(
+        0.0, ge=0.0,
+        description="A pair (best as chosen, worst as rejected) is kept only if their scores differ by more than this; "
+        "a prompt whose answers all score the same teaches no preference and is dropped (and counted).",
+    )  # fmt: skip
+    batch_size: int = Field(64, ge=1, description="Answers generated per forward pass.")
+
+
+class DistillSection(Section):
+    """[distill]: on-policy distillation: the student samples answers, a frozen teacher scores every token."""
+
+    teacher: str | None = Field(
+        None,
+        description="The teacher whose token distribution the student learns (required): an earlier stage of this "
+        "pipeline by name, a smoltrain run folder, a model folder or a hub id. It must share the student's vocabulary "
+        "(the same tokenizer: e.g. a larger model of the same family). Loaded frozen, in 4-bit on a GPU as the run's "
+        "[quantization] says.",
+    )
+    beta: float = Field(
+        1.0, ge=0.0, le=1.0,
+        description="Which divergence the student minimises (TRL's generalized JSD): 0 forward KL (cover everything "
+        "the teacher might say), 1 reverse KL (the teacher's likeliest answers, the usual on-policy choice), 0.5 JSD.",
+    )  # fmt: skip
+    temperature: float = Field(
+        1.0, gt=0.0, description="Sampling temperature of the student's answers, and of both distributions in the loss."
+    )
+    max_completion_length: int = Field(256, ge=1, description="Longest answer the student samples, in tokens.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling of the student's answers; 1.0 samples from all.")
 
 
 class EvalTask(Section):
@@ -268,7 +358,8 @@ class EvalTask(Section):
     rewards: list[RewardFunction] | None = Field(
         None,
         description="prompts: reward functions to average over the answers, as in [[grpo.rewards]] (math_answer, "
-        "format, json, python, ...); default: the run's [[grpo.rewards]], less reward_model (that is the judge's job).",
+        "format, json, python, ...); default: the run's first GRPO (or RLOO) stage's rewards, less reward_model (that "
+        "is the judge's job).",
     )
     samples: int = Field(
         1, ge=1,
@@ -395,6 +486,20 @@ class Stage(Section):
     dpo: dict[str, Any] = Field(default_factory=dict, description="Overrides of [dpo] for this stage.")
     kto: dict[str, Any] = Field(default_factory=dict, description="Overrides of [kto] for this stage.")
     grpo: dict[str, Any] = Field(default_factory=dict, description="Overrides of [grpo] for this stage.")
+    rloo: dict[str, Any] = Field(default_factory=dict, description="Overrides of [rloo] for this stage.")
+    curate: dict[str, Any] = Field(default_factory=dict, description="Overrides of [curate] for this stage.")
+    distill: dict[str, Any] = Field(default_factory=dict, description="Overrides of [distill] for this stage.")
+
+
+class RoundsSection(Section):
+    """[rounds]: repeat a group of consecutive stages, each round from the model the last one left."""
+
+    stages: list[str] = Field(
+        min_length=1,
+        description='The names of consecutive [[stages]] to repeat, e.g. ["curate", "dpo"]: each round samples from the '
+        "model the round before trained. Round k's stages are named round-k-<name>, each with its own folder.",
+    )
+    times: int = Field(2, ge=1, le=20, description="How many rounds.")
 
 
 class RunConfig(Section):
@@ -412,10 +517,14 @@ class RunConfig(Section):
     dpo: DpoSection = Field(default_factory=DpoSection)
     kto: KtoSection = Field(default_factory=KtoSection)
     grpo: GrpoSection = Field(default_factory=GrpoSection)
+    rloo: RlooSection = Field(default_factory=RlooSection)
+    curate: CurateSection = Field(default_factory=CurateSection)
+    distill: DistillSection = Field(default_factory=DistillSection)
     stages: list[Stage] = Field(
         default_factory=list,
         description="A pipeline: [[stages]] run in order, each starting from the previous policy stage's merged result.",
     )
+    rounds: RoundsSection | None = Field(None, description="[rounds]: repeat a group of stages (curate -> DPO) N times.")
     eval: EvalSection | None = Field(None, description="[eval]: score the base and each trained stage on held-out tasks.")
     logging: LoggingSection = Field(default_factory=LoggingSection, description="[logging]: experiment trackers.")
     distributed: DistributedSection = Field(default_factory=DistributedSection, description="[distributed]: more than one GPU.")
@@ -440,22 +549,50 @@ class RunConfig(Section):
             return self
         if self.data.eval_split is not None and "eval_fraction" in self.data.model_fields_set:
             raise ValueError("set either data.eval_split or data.eval_fraction, not both")
-        if self.train.technique == "grpo":
-            self._check_grpo()
+        if self.group_sampling is not None:
+            self._check_groups(self.train.technique, self.group_sampling)
+        if self.train.technique == "distill" and not self.distill.teacher:
+            raise ValueError("distill needs a teacher: set distill.teacher to an earlier stage's name, a run folder, a "
+                             "model folder or a hub id (a larger model with the student's tokenizer)")
+        if self.train.technique == "curate" and not self.curate_rewards:
+            raise ValueError("curate needs a reward to choose the best answer: add a [[curate.rewards]] table (or "
+                             "[[grpo.rewards]]), e.g. name = \"math_answer\"")
         return self
 
-    def _check_grpo(self) -> None:
-        grpo, train = self.grpo, self.train
-        if not grpo.rewards:
+    @property
+    def curate_rewards(self) -> list[RewardFunction]:
+        """What a curate stage scores answers with: its own [[curate.rewards]], else the run's GRPO rewards."""
+        return self.curate.rewards or self.grpo.rewards
+
+    @property
+    def technique_rewards(self) -> list[RewardFunction]:
+        """The reward functions this config's technique scores its samples with (the data must carry the
+        columns they read): GRPO's, RLOO's, a curate stage's; none for a technique that samples nothing."""
+        if self.train.technique == "curate":
+            return self.curate_rewards
+        if self.train.technique == "distill":
+            return []  # the teacher scores the answers, not reward functions: no answer column is needed
+        return (self.group_sampling or self.grpo).rewards
+
+    @property
+    def group_sampling(self) -> GrpoSection | RlooSection | None:
+        """The section of an RL technique that samples a group of completions per prompt and learns from
+        their rewards ([grpo] or [rloo]); None for any other technique."""
+        sections: dict[str, GrpoSection | RlooSection] = {"grpo": self.grpo, "rloo": self.rloo}
+        return sections.get(self.train.technique)
+
+    def _check_groups(self, name: str, section: GrpoSection | RlooSection) -> None:
+        train = self.train
+        if not section.rewards:
             raise ValueError(
-                "grpo needs at least one reward: add a [[grpo.rewards]] table, e.g. name = \"math_answer\""
+                f"{name} needs at least one reward: add a [[{name}.rewards]] table, e.g. name = \"math_answer\""
             )
         # TRL samples num_generations completions per prompt inside one generation batch (across all processes).
         gpus = self.distributed.gpus
         batch = train.micro_batch_size * train.grad_accum * gpus
-        if batch % grpo.num_generations:
+        if batch % section.num_generations:
             shape = "train.micro_batch_size x train.grad_accum" + (" x distributed.gpus" if gpus > 1 else "")
             raise ValueError(
-                f"grpo: the effective batch ({shape} = {batch}) must be a multiple "
-                f"of grpo.num_generations ({grpo.num_generations})"
+                f"{name}: the effective batch ({shape} = {batch}) must be a multiple "
+                f"of {name}.num_generations ({section.num_generations})"
             )

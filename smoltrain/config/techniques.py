@@ -22,6 +22,8 @@ class TechniqueFacts:
     headline: tuple[str, ...]  # the logged metrics that tell its progress at a glance, most telling first
     next_step: str  # what a user does after a run of it
     regression_remedy: str = ""  # what to try when evaluation finds the stage made the model worse
+    prompts_only: bool = False  # its data is prompts: it samples its own answers (GRPO, RLOO, distillation, curate)
+    trains: bool = True  # False: it makes data, not a model (curate)
 
     @property
     def auto_class(self) -> str:
@@ -59,11 +61,35 @@ FACTS: dict[str, TechniqueFacts] = {
         "kto.desirable_weight and kto.undesirable_weight when one label is much rarer",
     ),
     "grpo": TechniqueFacts(
-        "grpo", policy=True, model_class="causal_lm", headline=("reward", "loss"),
+        "grpo", policy=True, model_class="causal_lm", headline=("reward", "loss"), prompts_only=True,
         next_step="Next: read the best and worst samples; if rewards rose without better answers, the reward "
         "is being gamed.",
         regression_remedy="read the samples: a reward that pays for the wrong thing is being gamed; lower the "
         "learning rate, or add a KL penalty (grpo.beta 0.01 to 0.1) to stay nearer the starting model",
+    ),
+    # TRL's RLOOTrainer logs the rewards before the KL penalty (reward, rewards/<fn>/mean) and the KL itself (kl).
+    "rloo": TechniqueFacts(
+        "rloo", policy=True, model_class="causal_lm", headline=("reward", "kl", "loss"), prompts_only=True,
+        next_step="Next: read the best and worst samples; if the reward rose without better answers, the reward "
+        "(a learned reward model most of all) is being gamed: raise rloo.beta or give the verifiable reward more weight.",
+        regression_remedy="read the samples: a reward that pays for the wrong thing is being gamed; lower the "
+        "learning rate, or raise the KL penalty (rloo.beta 0.05 to 0.2) to stay nearer the starting model",
+    ),
+    # TRL's DistillationTrainer logs the divergence as loss, the student's per-token entropy and its answers' lengths.
+    "distill": TechniqueFacts(
+        "distill", policy=True, model_class="causal_lm", headline=("loss", "entropy", "completions/mean_length"),
+        prompts_only=True,
+        next_step="Next: compare the student's answers with the teacher's on held-out prompts ([eval], or smoltrain "
+        "chat RUN --compare); a loss that stops falling means the student has learnt what it can at its size.",
+        regression_remedy="check the teacher is really better on this task (evaluate it too); lower "
+        "train.learning_rate or the steps; distill.beta 1 (reverse KL) keeps to the teacher's likeliest answers, "
+        "0 (forward KL) spreads over all it might say",
+    ),
+    "curate": TechniqueFacts(
+        "curate", policy=False, model_class="causal_lm", headline=("reward", "frac_reward_zero_std"), prompts_only=True,
+        trains=False,
+        next_step="Next: train on what it kept: a dpo (or sft) stage with data = { curated = \"<this stage>\" }, or "
+        "repeat curate -> dpo in [rounds]; read the best and worst answers below first.",
     ),
 }  # fmt: skip
 

@@ -128,6 +128,22 @@ class EvalResult(EventBase):
     scores: dict[str, float]  # "task · metric" (and "judge · task vs other") -> mean
 
 
+class Curated(EventBase):
+    """What a curate stage kept: its score distribution and counts, for the console, the app and a script."""
+
+    type: Literal["curated"] = "curated"
+    stage: int = 0
+    prompts: int
+    samples: int  # answers per prompt
+    scores: dict[str, float]  # the answers' total reward: mean, min, p25, median, p75, max
+    sft_rows: int  # best answers kept (at least curate.min_score)
+    below_min_score: int  # prompts whose best answer scored under it
+    pairs: int  # best-vs-worst pairs kept
+    no_spread: int  # prompts whose answers all scored the same: no preference to learn
+    below_margin: int  # pairs whose score gap was not above curate.min_margin
+    folder: str  # where sft.jsonl, pairs.jsonl and every answer (groups.jsonl) are
+
+
 class StageFinished(EventBase):
     type: Literal["stage_finished"] = "stage_finished"
     stage: int
@@ -157,14 +173,14 @@ class RunFailed(EventBase):
 
 
 Event = Annotated[
-    RunStarted | StageStarted | Metrics | Eval | Progress | Sample | Checkpoint | Warning | EvalResult | StageFinished
-    | RunFinished | RunFailed,
+    RunStarted | StageStarted | Metrics | Eval | Progress | Sample | Checkpoint | Warning | EvalResult | Curated
+    | StageFinished | RunFinished | RunFailed,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 EVENT_TYPES = (
     "run_started", "stage_started", "metrics", "eval", "progress", "sample",
-    "checkpoint", "warning", "eval_result", "stage_finished", "run_finished", "run_failed",
+    "checkpoint", "warning", "eval_result", "curated", "stage_finished", "run_finished", "run_failed",
 )  # fmt: skip
 
 Emit = Callable[[EventBase], None]

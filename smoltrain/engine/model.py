@@ -148,32 +148,11 @@ def load_model(cfg: RunConfig, tokenizer: Any) -> LoadedModel:
 
 
 def _load_with_transformers(cfg: RunConfig, tokenizer: Any, device: str, dtype: torch.dtype) -> LoadedModel:
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoModelForSequenceClassification,
-        BitsAndBytesConfig,
-    )
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    active: dict[str, str] = {}
-    kwargs: dict[str, Any] = {
-        "revision": cfg.model.revision,
-        "trust_remote_code": cfg.model.trust_remote_code,
-        "dtype": dtype,
-        "use_safetensors": True,
-        # Each process of a multi-GPU run holds its own copy on its own GPU (DDP; FSDP shards it later).
-        "device_map": distributed.cuda_device_map() if device == "cuda" else {"": "cpu"},
-    }
-    if cfg.quantization.mode == "4bit":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type=cfg.quantization.quant_type,
-            bnb_4bit_use_double_quant=cfg.quantization.double_quant,
-            bnb_4bit_compute_dtype=dtype,
-            bnb_4bit_quant_storage=dtype,  # lets FSDP shard the 4-bit weights under accelerate launch
-        )
-        active["4bit"] = f"on ({cfg.quantization.quant_type}{', double quant' if cfg.quantization.double_quant else ''})"
-    else:
-        active["4bit"] = "off"
+    kwargs = from_pretrained_kwargs(cfg, device, dtype, quantize=cfg.quantization.mode == "4bit")
+    q = cfg.quantization
+    active = {"4bit": f"on ({q.quant_type}{', double quant' if q.double_quant else ''})" if q.mode == "4bit" else "off"}
     scores = facts(cfg.train.technique).model_class == "sequence_classification"
     if scores:
         # One scalar score per sequence; the new head is trained in full (PEFT's modules_to_save).
@@ -202,6 +181,30 @@ def _load_with_transformers(cfg: RunConfig, tokenizer: Any, device: str, dtype: 
     else:
         active["checkpointing"] = "off"
     return LoadedModel(model=model, tokenizer=tokenizer, device=device, dtype=dtype, backend="hf", active=active)
+
+
+def from_pretrained_kwargs(cfg: RunConfig, device: str, dtype: torch.dtype, *, quantize: bool) -> dict[str, Any]:
+    """from_pretrained's arguments for a model of this run (the trained one, or a distillation teacher):
+    safetensors in `dtype` on `device`, and with `quantize` the run's 4-bit [quantization] settings."""
+    from transformers import BitsAndBytesConfig
+
+    kwargs: dict[str, Any] = {
+        "revision": cfg.model.revision,
+        "trust_remote_code": cfg.model.trust_remote_code,
+        "dtype": dtype,
+        "use_safetensors": True,
+        # Each process of a multi-GPU run holds its own copy on its own GPU (DDP; FSDP shards it later).
+        "device_map": distributed.cuda_device_map() if device == "cuda" else {"": "cpu"},
+    }
+    if quantize:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=cfg.quantization.quant_type,
+            bnb_4bit_use_double_quant=cfg.quantization.double_quant,
+            bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_quant_storage=dtype,  # lets FSDP shard the 4-bit weights under accelerate launch
+        )
+    return kwargs
 
 
 def _keep_cpu_4bit_weights_trainable(model: Any) -> None:

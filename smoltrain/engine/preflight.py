@@ -55,7 +55,7 @@ def check_rows(trainer: Any, handed: int, handed_eval: int, cfg: RunConfig, emit
 
 
 def _source(cfg: RunConfig) -> str:
-    return cfg.data.path if cfg.data else "data"
+    return (cfg.data.path or f"what {cfg.data.curated} kept") if cfg.data else "data"
 
 
 def gpu_memory_gb() -> float | None:
@@ -71,7 +71,7 @@ def preflight(trainer: Any, cfg: RunConfig) -> None:
     was_training = model.training
     _checkpointing_as_in_training(trainer)
     try:
-        if cfg.train.technique == "grpo":
+        if cfg.group_sampling is not None or cfg.train.technique == "distill":  # GRPO, RLOO, distillation
             _generation_pass(trainer, cfg)
         else:
             model.train()
@@ -125,7 +125,8 @@ def _longest_batch(trainer: Any, size: int) -> dict[str, Any]:
 
 
 def _generation_pass(trainer: Any, cfg: RunConfig) -> None:
-    """GRPO's peaks: sampling the whole generation batch at full length, then one backward on a micro-batch."""
+    """GRPO's and RLOO's (and distillation's) peaks: sampling the whole generation batch at full length, then one backward on
+    a micro-batch (distillation: through its own loss, so the teacher's forward is in it)."""
     tokenizer = trainer.processing_class
     prompts = [row["prompt"] for row in trainer.train_dataset]
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) if isinstance(p, list) else p
@@ -134,7 +135,7 @@ def _generation_pass(trainer: Any, cfg: RunConfig) -> None:
     n = getattr(trainer.args, "generation_batch_size", None) or cfg.train.micro_batch_size * cfg.train.grad_accum
     device = next(p.device for p in trainer.model.parameters())
     prompt_ids = tokenizer([longest] * n, return_tensors="pt")["input_ids"].to(device)
-    length = cfg.grpo.max_completion_length
+    length = (cfg.group_sampling or cfg.distill).max_completion_length
     model = trainer.model
     model.eval()
     with torch.no_grad():
@@ -143,6 +144,13 @@ def _generation_pass(trainer: Any, cfg: RunConfig) -> None:
                                    pad_token_id=tokenizer.pad_token_id, use_cache=True)  # fmt: skip
     model.train()
     batch = sequences[: cfg.train.micro_batch_size]
+    if cfg.train.technique == "distill":
+        split, ones = prompt_ids.shape[1], torch.ones_like(batch)
+        inputs = {"prompt_ids": batch[:, :split], "prompt_mask": ones[:, :split], "completion_ids": batch[:, split:],
+                  "completion_mask": ones[:, split:]}  # fmt: skip
+        with trainer.compute_loss_context_manager():
+            trainer.compute_loss(model, inputs).backward()
+        return
     model(input_ids=batch, labels=batch).loss.backward()
 
 

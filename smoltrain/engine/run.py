@@ -3,12 +3,12 @@
 Every stage's data is read and checked before any model is loaded, so a broken dataset fails in
 seconds, not after a download or an earlier stage's hour of training.
 
-Pipelines: stages run in order. A policy stage (sft, dpo, kto, grpo) that is followed by another
+Pipelines: stages run in order. A policy stage (sft, dpo, kto, grpo, rloo) that is followed by another
 stage has its LoRA adapter *merged* into a 16-bit copy of its base (`stages/<name>/merged/`);
 the next stage loads that copy (in 4-bit again if asked) and trains a fresh adapter on it. So
 DPO's reference ("adapters off") is the SFT model, not the raw base, and no adapter is ever
 applied twice. A reward stage starts from the current policy too but does not replace it; a
-later GRPO stage can score with it (`[[grpo.rewards]] name = "reward_model", model = "<stage>"`).
+later GRPO or RLOO stage can score with it (`[[grpo.rewards]] name = "reward_model", model = "<stage>"`).
 
 A past run as the model (`model.name_or_path = "runs/sft-1"`, smoltrain/pastrun.py): `starting_model`
 merges its adapter into a 16-bit copy of its base in the run folder's `start-model/` once, with the
@@ -53,7 +53,8 @@ from typing import Any
 import torch
 
 from smoltrain.config.load import stage_configs
-from smoltrain.config.schema import RunConfig
+from smoltrain.config.schema import DataSection, RunConfig
+from smoltrain.config.techniques import facts
 from smoltrain.engine import distributed, preflight, samples
 from smoltrain.engine.callbacks import EventCallback
 from smoltrain.engine.checkpoints import (
@@ -76,14 +77,16 @@ from smoltrain.engine.events import (
     Warning,
 )
 from smoltrain.engine.model import load_model, load_tokenizer, merge_adapter
-from smoltrain.engine.techniques import dpo, grpo, kto, reward, sft
+from smoltrain.engine.curate import curate
+from smoltrain.engine.techniques import distill, dpo, grpo, kto, reward, rloo, sft
 from smoltrain.engine.techniques.base import Technique
 from smoltrain.engine.techniques.common import StageContext
-from smoltrain.errors import ConfigError
+from smoltrain.errors import ConfigError, DataError
 from smoltrain.pastrun import past_run
 from smoltrain.rundir import RunDir, StagePaths
 
-TECHNIQUES: dict[str, Technique] = {"sft": sft, "reward": reward, "dpo": dpo, "kto": kto, "grpo": grpo}
+TECHNIQUES: dict[str, Technique] = {"sft": sft, "reward": reward, "dpo": dpo, "kto": kto, "grpo": grpo,
+                                    "rloo": rloo, "distill": distill}
 # Left in a checkpoint for resuming, not part of a trained model's folder.
 _RESUME_ONLY = {"optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin", "smoltrain-complete.json"}
 
@@ -138,6 +141,8 @@ def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag, resume: bool 
     strategy = distributed.resolve_strategy(cfg)
     with distributed.main_first():
         datasets = prepare_stage_data(cfg, stages, emit)
+    _check_start_from(stages)
+    distill.check_teachers(stages)  # a distillation teacher that is missing or speaks another vocabulary: before any weights
     evaluation = RunEvaluation(run, cfg, emit) if cfg.eval is not None and distributed.is_main() else None
     if evaluation is not None:
         evaluation.check()  # its tasks, prompts and judge, before any training
@@ -145,28 +150,34 @@ def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag, resume: bool 
     with distributed.main_first():
         policy, starts_from = starting_model(cfg, run)
     finished: dict[str, Path] = {}
+    merged: dict[str, str] = {}  # policy stage -> its merged model, for a later stage's train.start_from
     result: StageResult | None = None
     run_started: dict | None = _run_started_fields(run, starts_from, [n for n, _ in stages], strategy)
     for index, ((name, stage_cfg), data) in enumerate(zip(stages, datasets)):
         paths = run.stage(name if is_pipeline else None)
-        is_policy_step = TECHNIQUES[stage_cfg.train.technique].FACTS.policy and index < len(stages) - 1
+        is_policy_step = facts(stage_cfg.train.technique).policy and index < len(stages) - 1
         done_step = stage_done_step(paths.done) if resume else None
         if done_step is not None:
             emit(Warning(message=f"resuming: stage {index + 1} ({name}) finished before, at step {done_step}; skipped"))
-            result = StageResult(final_dir=paths.final, step=done_step, completed=True)
+            result = StageResult(final_dir=paths.final if facts(stage_cfg.train.technique).trains else paths.curated,
+                                 step=done_step, completed=True)  # fmt: skip
         else:
-            stage_cfg = stage_cfg.model_copy(update={"model": stage_cfg.model.model_copy(update={"name_or_path": policy})})
+            start = merged.get(stage_cfg.train.start_from or "", policy)
+            stage_cfg = stage_cfg.model_copy(update={"model": stage_cfg.model.model_copy(update={"name_or_path": start})})
+            if data is None:  # data.curated: what an earlier curate stage kept, read now that it is written
+                with distributed.main_first():
+                    data = _curated_data(cfg, stage_cfg, run, emit)
             job = StageJob(index, name, stage_cfg, data, paths, run, emit, stop, resume,
                            partial(_resolve_model, finished), run_started=run_started,
-                           starts_from=starts_from if index == 0 else policy, strategy=strategy)  # fmt: skip
-            result = _run_stage_fitting(job)
+                           starts_from=starts_from if index == 0 else start, strategy=strategy)  # fmt: skip
+            result = _run_stage_fitting(job) if facts(stage_cfg.train.technique).trains else _run_curate(job)
             run_started = None
             if not result.completed:
                 break
             distributed.main_only(partial(_finish_stage, stage_cfg, result, paths, merge=is_policy_step))
         finished[name] = result.final_dir
         if is_policy_step:
-            policy = str(paths.merged)
+            policy = merged[name] = str(paths.merged)
         if stop.requested:
             break
         if evaluation is not None:
@@ -177,7 +188,7 @@ def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag, resume: bool 
 
     completed = result is not None and result.completed and len(finished) == len(stages)
     final_dir = result.final_dir if result else None
-    if is_pipeline and final_dir is not None and completed:
+    if is_pipeline and final_dir is not None and completed and facts(stages[-1][1].train.technique).trains:
         distributed.main_only(partial(shutil.copytree, final_dir, run.final, dirs_exist_ok=True))
         final_dir = run.final
     emit(
@@ -190,6 +201,16 @@ def run(cfg: RunConfig, run_dir: Path, emit: Emit, stop: StopFlag, resume: bool 
     )
 
 
+def _check_start_from(stages: list[tuple[str, RunConfig]]) -> None:
+    """train.start_from names an earlier policy stage (its merged model is what the stage loads)."""
+    for i, (name, stage) in enumerate(stages):
+        start = stage.train.start_from
+        earlier = [n for n, c in stages[:i] if facts(c.train.technique).policy]
+        if start is not None and start not in earlier:
+            raise ConfigError(f"train.start_from = {start!r} (stage {name}): not a policy stage that runs before it",
+                              hint=f"name one of: {', '.join(earlier) or 'none (it is the first stage)'}")  # fmt: skip
+
+
 def _finish_stage(cfg: RunConfig, result: StageResult, paths: StagePaths, merge: bool) -> None:
     """A trained stage's merged model (when a later stage starts from it), then its done mark."""
     if merge:
@@ -197,22 +218,51 @@ def _finish_stage(cfg: RunConfig, result: StageResult, paths: StagePaths, merge:
     mark_stage_done(paths.done, result.step)
 
 
-def prepare_stage_data(cfg: RunConfig, stages: list[tuple[str, RunConfig]], emit: Emit) -> list[PreparedData]:
+def prepare_stage_data(cfg: RunConfig, stages: list[tuple[str, RunConfig]], emit: Emit) -> list[PreparedData | None]:
     """Every stage's data, fitted to the base model's chat template (later stages' models are merges of
-    it and keep its tokenizer), before any weights load; what was changed to fit is said once."""
+    it and keep its tokenizer), before any weights load; what was changed to fit is said once. A stage
+    that trains on a curate stage's output (data.curated) gets None: its data is read when it starts."""
     tokenizer = load_tokenizer(cfg.model)
-    prepared = []
+    prepared: list[PreparedData | None] = []
     for _, stage in stages:
         assert stage.data is not None  # stage_configs gives every stage its data
-        data = prepare_datasets(stage.data, stage.train.technique, seed=stage.train.seed, tokenizer=tokenizer,
-                                loss_on=stage.sft.loss_on, model=cfg.model.name_or_path,
-                                rewards=stage.grpo.rewards)  # fmt: skip
-        for report in filter(None, (data.report, data.eval_report)):
-            for fix, rows in report.fixed.items():
-                emit(Warning(message=f"{report.source}: {fix}: {rows} of {report.rows_kept} rows",
-                             hint="the model's own chat template has no place for a system turn there"))  # fmt: skip
-        prepared.append(data)
+        prepared.append(None if stage.data.curated else _prepare(cfg, stage, stage.data, tokenizer, emit))
     return prepared
+
+
+def _prepare(cfg: RunConfig, stage: RunConfig, section: DataSection, tokenizer: Any, emit: Emit) -> PreparedData:
+    data = prepare_datasets(section, stage.train.technique, seed=stage.train.seed, tokenizer=tokenizer,
+                            loss_on=stage.sft.loss_on, model=cfg.model.name_or_path,
+                            rewards=stage.technique_rewards)  # fmt: skip
+    for report in filter(None, (data.report, data.eval_report)):
+        for fix, rows in report.fixed.items():
+            emit(Warning(message=f"{report.source}: {fix}: {rows} of {report.rows_kept} rows",
+                         hint="the model's own chat template has no place for a system turn there"))  # fmt: skip
+    return data
+
+
+def _curated_data(cfg: RunConfig, stage: RunConfig, run: RunDir, emit: Emit) -> PreparedData:
+    """A stage's data.curated: the best answers (sft) or the pairs its curate stage wrote. Nothing kept is a
+    user error naming the curate stage and its thresholds."""
+    assert stage.data is not None and stage.data.curated is not None
+    source = stage.data.curated
+    path = run.stage(source).curated_file(stage.train.technique)
+    rows = sum(1 for line in path.open(encoding="utf-8") if line.strip()) if path.is_file() else 0
+    if not rows:
+        what = "best answers at or above curate.min_score" if path.name == "sft.jsonl" else \
+            "pairs whose answers scored apart by more than curate.min_margin"
+        raise DataError(f"data.curated: curate stage {source!r} kept no {what} ({path})",
+                        hint="lower its curate.min_score or curate.min_margin, raise curate.samples, or train the "
+                             "model more before curating; summary.json there has the counts")  # fmt: skip
+    section = stage.data.model_copy(update={"path": str(path), "curated": None, "format": "auto"})
+    return _prepare(cfg, stage, section, load_tokenizer(cfg.model), emit)
+
+
+def _run_curate(job: StageJob) -> StageResult:
+    """A curate stage (engine/curate.py) on rank 0; the other ranks wait for its files."""
+    outcome = distributed.main_only(partial(curate, job))
+    stopped, = distributed.agree(outcome is not None and not outcome[1])
+    return StageResult(final_dir=job.paths.curated, step=outcome[0] if outcome else 0, completed=not stopped)
 
 
 def _run_stage_fitting(job: StageJob) -> StageResult:
@@ -334,7 +384,8 @@ def _before_and_after(job: StageJob, model: torch.nn.Module, tokenizer: Any, ste
     prompts = samples.held_out_prompts(job.data, cfg.train.compare_prompts)
     if not prompts:
         return
-    longest = cfg.grpo.max_completion_length if cfg.train.technique == "grpo" else min(96, cfg.train.max_length)
+    sampling = cfg.group_sampling  # GRPO's and RLOO's answers are as long as they trained them; others' up to 96
+    longest = sampling.max_completion_length if sampling is not None else min(96, cfg.train.max_length)
     pairs = samples.before_and_after(model, tokenizer, prompts, max_new_tokens=longest)
     samples.record(pairs, job.run.samples / f"{job.name}.json", job.emit, stage=job.index, step=step)
 

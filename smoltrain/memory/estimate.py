@@ -3,8 +3,9 @@
 What is resident the whole run (base weights as bitsandbytes stores them, the trainable adapters
 with their gradients and optimizer state, the CUDA context) is added to the largest of the
 technique's phases: SFT and reward models have one (forward+backward); DPO's policy forward is
-followed by a reference pass with the adapters off, before the backward; GRPO alternates between
-generating (num_generations completions per prompt with a KV cache) and training on them. With
+followed by a reference pass with the adapters off, before the backward; GRPO and RLOO alternate between
+generating (num_generations completions per prompt with a KV cache), scoring them (with the reference,
+adapters off, where beta > 0) and training on them. With
 distributed.gpus > 1 the resident part is what one GPU holds under the run's strategy (sharding.py;
 auto resolved here, against this same estimate on one GPU) and the table says "per GPU". The
 formulas and their sources are in docs/memory.md.
@@ -169,6 +170,14 @@ def estimate_stage(
     """One technique's peak: resident rows + the largest phase + context and allocator slack; per GPU
     under `strategy` when distributed.gpus > 1 ("single": as if on one GPU, whatever gpus says)."""
     train, e = cfg.train, 4 if cfg.model.dtype == "float32" else 2
+    if train.technique == "curate":  # generation only, with no adapter and no optimizer: as evaluation answers
+        spec = cfg.curate
+        found = estimate_eval(cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"enabled": False})}), shape,
+                              batch_size=spec.batch_size, prompt_tokens=max(train.max_length - spec.max_completion_length, 64),
+                              new_tokens=spec.max_completion_length, gpu_mem_gb=gpu_mem_gb, answering_only=True)  # fmt: skip
+        found.summary = found.summary.replace("evaluation", f"curate ({spec.samples} answers per prompt)")
+        found.notes.append("a reward_model reward adds its own weights (a reward stage's: see its estimate)")
+        return found
     notes: list[str] = []
     gpus = cfg.distributed.gpus if strategy != "single" else 1
     held = _resident(cfg, shape, e)
@@ -176,6 +185,8 @@ def estimate_stage(
         resident = per_device_rows(held, strategy, gpus)
     else:
         resident = whole_rows(held) + [(held.label, trainable_gib(held))]
+    if train.technique == "distill":
+        resident += teacher_rows(cfg, shape, e, notes)
     act = ActivationModel(
         shape=shape, act_bytes=e, lora_rank=cfg.lora.rank if cfg.lora.enabled else None,
         lora_targets=tuple(lin.name for lin in shape.lora_targets(cfg.lora.target_modules)),
@@ -277,19 +288,28 @@ def _liger_on(cfg: RunConfig, shape: ModelShape) -> bool:
 
 
 def grpo_prompt_length(cfg: RunConfig) -> int:
-    """GRPO reads train.max_length as prompt + completion; TRL itself does not truncate the prompt."""
-    return max(cfg.train.max_length - cfg.grpo.max_completion_length, 64)
+    """GRPO (and RLOO) reads train.max_length as prompt + completion; TRL itself does not truncate the prompt."""
+    return max(cfg.train.max_length - (cfg.group_sampling or cfg.grpo).max_completion_length, 64)
+
+
+def _distill_lengths(cfg: RunConfig) -> tuple[int, int]:
+    """(prompt, completion) tokens of a distillation sequence: train.max_length read as GRPO reads it."""
+    completion = cfg.distill.max_completion_length
+    return max(cfg.train.max_length - completion, 64), completion
 
 
 def _phases(cfg: RunConfig, shape: ModelShape, act: ActivationModel, notes: list[str]) -> dict[str, Rows]:
     """The technique's phases, each a list of rows live at the same time (on top of the resident ones)."""
     train, ckpt = cfg.train, cfg.train.gradient_checkpointing
     technique, mb = train.technique, train.micro_batch_size
-    if technique == "grpo":
-        prompt, completion = grpo_prompt_length(cfg), cfg.grpo.max_completion_length
+    if technique in ("grpo", "rloo", "distill"):
+        prompt, completion = grpo_prompt_length(cfg), (cfg.group_sampling or cfg.grpo).max_completion_length
+        if technique == "distill":
+            prompt, completion = _distill_lengths(cfg)
         n_seq, seq, label_tokens = mb, prompt + completion, mb * completion
-        notes.append(f"GRPO sequences taken as {prompt} prompt + {completion} completion tokens (train.max_length - "
-                     "grpo.max_completion_length); longer prompts cost more")  # fmt: skip
+        notes.append(f"{technique.upper() if technique != 'distill' else 'distillation'} sequences taken as {prompt} prompt "
+                     f"+ {completion} completion tokens (train.max_length - {technique}.max_completion_length); longer "
+                     "prompts cost more")  # fmt: skip
     else:
         pairs = 2 if technique in ("dpo", "reward") else 1  # chosen and rejected go through as one batch
         n_seq, seq = pairs * mb, train.max_length
@@ -306,11 +326,18 @@ def _phases(cfg: RunConfig, shape: ModelShape, act: ActivationModel, notes: list
         backward.append(("LM head: TRL chunked log-probs (no full logits)", act.head_bytes(label_tokens) * gib))
         notes.append(f"full logits would take {act.full_logits_bytes(label_tokens) * gib:.2f} GiB; TRL's chunked LM head "
                      "never builds them (nor would Liger's fused cross-entropy)")  # fmt: skip
-    if technique == "grpo":
-        return {"training": [saved_row, *backward], "generation": _generation_rows(cfg, shape, act)}
-    phases = {"backward": [saved_row, *backward]}
-    # A pass without gradients (DPO's and KTO's reference, KTO's KL batch): one forward's activations at a time.
+    # A pass without gradients (DPO's, KTO's, GRPO's and RLOO's reference, KTO's KL batch): one forward's activations.
     no_grad = (act.forward_only_bytes(n_seq, seq) + act.head_bytes(label_tokens, grad=False)) * gib
+    if cfg.group_sampling is not None:  # GRPO, RLOO
+        phases = {"training": [saved_row, *backward], "generation": _generation_rows(cfg, shape, act)}
+        if cfg.group_sampling.beta > 0:  # after generating, the reference scores each micro-batch (adapters off)
+            phases["reference pass"] = [(f"{technique.upper()} reference log-probs (adapters off, no grad)", no_grad)]
+        if any(r.name == "reward_model" for r in cfg.group_sampling.rewards):
+            notes.append("a reward_model reward adds its own weights (a reward stage's: see its estimate)")
+        return phases
+    if technique == "distill":
+        return _distill_phases(cfg, shape, act, saved_row, backward, notes)
+    phases = {"backward": [saved_row, *backward]}
     if technique == "dpo":
         if cfg.dpo.precompute_ref_log_probs:
             notes.append("DPO reference log-probs are precomputed before training: no reference pass per step")
@@ -328,11 +355,17 @@ def _phases(cfg: RunConfig, shape: ModelShape, act: ActivationModel, notes: list
 
 
 def _generation_rows(cfg: RunConfig, shape: ModelShape, act: ActivationModel) -> Rows:
-    """GRPO's generation: TRL samples the whole generation batch (micro_batch x grad_accum
-    completions, num_generations per prompt) in one generate() call, with a growing KV cache."""
+    """GRPO's (and RLOO's) generation: TRL samples the whole generation batch (micro_batch x grad_accum
+    completions, num_generations per prompt) in one generate() call, with a growing KV cache
+    (distillation's too, one answer per prompt)."""
     train, e = cfg.train, act.act_bytes
     n_seq = train.micro_batch_size * train.grad_accum
-    prompt, total = grpo_prompt_length(cfg), grpo_prompt_length(cfg) + cfg.grpo.max_completion_length
+    sampled = cfg.group_sampling or cfg.grpo
+    prompt, total = grpo_prompt_length(cfg), grpo_prompt_length(cfg) + sampled.max_completion_length
+    per_prompt, what = sampled.num_generations, train.technique.upper()
+    if train.technique == "distill":
+        (prompt, completion), per_prompt, what = _distill_lengths(cfg), 1, "distill"
+        total = prompt + completion
     per_token_kv = shape.num_layers * 2 * shape.num_kv_heads * shape.head_dim * e
     kv = n_seq * total * per_token_kv
     # The cache grows by concatenation: one layer's cache exists twice for a moment.
@@ -341,16 +374,55 @@ def _generation_rows(cfg: RunConfig, shape: ModelShape, act: ActivationModel) ->
     # softmax and sampling copies beside them.
     prefill = act.forward_only_bytes(n_seq, prompt)
     sampling = 3 * n_seq * shape.vocab_size * FP32
-    prompts = n_seq // cfg.grpo.num_generations
+    prompts = n_seq // per_prompt
     return [
-        (f"GRPO generation: KV cache ({prompts} prompts x {cfg.grpo.num_generations} = {n_seq} seqs x {total} tokens)",
+        (f"{what} generation: KV cache ({prompts} prompts x {per_prompt} = {n_seq} seqs x {total} tokens)",
          (kv + grow) / GIB),
-        ("GRPO generation: prefill + sampling logits", (prefill + sampling) / GIB),
+        (f"{what} generation: prefill + sampling logits", (prefill + sampling) / GIB),
     ]  # fmt: skip
 
 
+def _distill_phases(cfg: RunConfig, shape: ModelShape, act: ActivationModel, saved_row: tuple[str, float],
+                    backward: Rows, notes: list[str]) -> dict[str, Rows]:  # fmt: skip
+    """The student samples (generation), then its forward saves activations and the frozen teacher reads the same
+    tokens without gradients; TRL's chunked divergence keeps both models' last hidden states of the answers."""
+    mb, e = cfg.train.micro_batch_size, act.act_bytes
+    prompt, completion = _distill_lengths(cfg)
+    teacher = _teacher_shape(cfg, shape, notes)
+    t_act = ActivationModel(shape=teacher, act_bytes=e, lora_rank=None, lora_targets=(), lora_dropout=0.0,
+                            liger=False, kv_repeated=True)  # fmt: skip
+    hidden = mb * completion * teacher.hidden_size * e / GIB
+    forward = t_act.forward_only_bytes(mb, prompt + completion) / GIB
+    return {
+        "teacher forward": [saved_row, ("teacher forward on the sampled answers (no grad)", forward)],
+        "training": [saved_row, *backward, ("teacher's last hidden states of the answers", hidden)],
+        "generation": _generation_rows(cfg, shape, act),
+    }
+
+
+def teacher_rows(cfg: RunConfig, shape: ModelShape, e: int, notes: list[str]) -> Rows:
+    """A distillation teacher's frozen weights, held the whole stage beside the student's: as [quantization]
+    stores them (the worker loads it in 4-bit on CUDA when the student is), no adapter, no optimizer."""
+    plain = cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"enabled": False})})
+    return [(f"teacher {label}", gib) for label, gib in whole_rows(_resident(plain, _teacher_shape(cfg, shape, notes), e))]
+
+
+def _teacher_shape(cfg: RunConfig, shape: ModelShape, notes: list[str]) -> ModelShape:
+    """The teacher's shape: an earlier stage's is the student's own (stages train on one base); a folder, run or
+    hub id's from its config.json; one that cannot be read is taken as the student's size, with a note."""
+    teacher = cfg.distill.teacher or ""
+    if "/" not in teacher and not Path(teacher).expanduser().exists():
+        return shape  # a stage of this pipeline (a hub id has a slash)
+    try:
+        return ModelShape.from_config(read_model_config(teacher))
+    except ModelError:
+        note = f"the teacher's config.json ({teacher}) could not be read: taken as the student's size"
+        notes.extend([] if note in notes else [note])
+        return shape
+
+
 def estimate_eval(cfg: RunConfig, shape: ModelShape, *, batch_size: int, prompt_tokens: int, new_tokens: int,
-                  gpu_mem_gb: float | None) -> MemoryEstimate:  # fmt: skip
+                  gpu_mem_gb: float | None, answering_only: bool = False) -> MemoryEstimate:  # fmt: skip
     """Evaluation's peak ([eval], smoltrain eval): the model as a chat loads it (4-bit base where the
     run trained in 4-bit, the adapter unmerged), then the larger of answering `batch_size` prompts
     (a KV cache of prompt + answer, the prefill, the last position's logits) and scoring a batch
@@ -372,6 +444,8 @@ def estimate_eval(cfg: RunConfig, shape: ModelShape, *, batch_size: int, prompt_
     scoring = [(f"scoring: logits of {batch_size} x {seq} tokens (fp32, loglikelihood tasks)",
                 (act.forward_only_bytes(batch_size, seq) + batch_size * seq * shape.vocab_size * FP32) / GIB)]  # fmt: skip
     dynamic, other = (answering, scoring) if sum(g for _, g in answering) >= sum(g for _, g in scoring) else (scoring, answering)
+    if answering_only:  # sampling answers (curate): no whole-sequence scoring pass
+        dynamic, other = answering, []
     rows += dynamic + [("CUDA context + cuBLAS workspace", CUDA_CONTEXT_GIB),
                        ("allocator fragmentation (5% of activations)", ALLOCATOR_SLACK * sum(g for _, g in dynamic))]  # fmt: skip
     quant = "4-bit base" if cfg.quantization.mode == "4bit" else "16-bit base"

@@ -167,10 +167,10 @@ def _fit_stage(
 
 def _relaxations(cfg: RunConfig) -> Iterator[tuple[dict[str, object], list[str]]]:
     """Ever stronger concessions, each with its reasons, starting with none."""
-    grpo, gpus = cfg.grpo, cfg.distributed.gpus
+    grpo, gpus, name = cfg.group_sampling, cfg.distributed.gpus, cfg.train.technique  # GRPO's or RLOO's groups
     eff = _per_gpu_batch(cfg)
     yield {"_eff": eff}, []
-    if cfg.train.technique != "grpo":
+    if grpo is None:
         length = cfg.train.max_length // 2
         while length >= MIN_MAX_LENGTH:
             yield {"_eff": eff, "train.max_length": length}, [f"max_length {length}: longer rows are truncated"]
@@ -186,12 +186,12 @@ def _relaxations(cfg: RunConfig) -> Iterator[tuple[dict[str, object], list[str]]
     why = [f"{eff // kept}x fewer prompts per step"] if kept != eff else []
     length = grpo.max_completion_length // 2
     while length >= MIN_COMPLETION:
-        done = {**done, "grpo.max_completion_length": length}
+        done = {**done, f"{name}.max_completion_length": length}
         yield done, [*why, f"completions cut at {length} tokens"]
         length //= 2
     for fewer in (6, MIN_GENERATIONS):
         if fewer < gens:
-            yield {**done, "grpo.num_generations": fewer, "_eff": fewer}, [
+            yield {**done, f"{name}.num_generations": fewer, "_eff": fewer}, [
                 *why, f"{fewer} completions per prompt: a coarser baseline"]  # fmt: skip
 
 

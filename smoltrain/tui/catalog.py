@@ -76,6 +76,18 @@ TECHNIQUES: tuple[TechniqueChoice, ...] = (
     TechniqueChoice("grpo", "GRPO (online RL)",
                     "reinforce the model's own samples that score well on checkable rewards (math, format, JSON)",
                     "prompts, plus e.g. an answer column for the reward"),
+    TechniqueChoice("rloo", "RLOO (online RL, reward model)",
+                    "where PPO stood: reinforce samples that beat their siblings' mean, scored by a trained reward "
+                    "model and/or checkable rewards, kept near the start by a KL penalty; no value model",
+                    "prompts (plus an answer column for math_answer); a reward stage or run for reward_model"),
+    TechniqueChoice("distill", "Distillation (from a teacher)",
+                    "a bigger model of the same family (or an earlier stage) teaches yours token by token, "
+                    "on answers your model samples itself",
+                    "prompts only; and a teacher with the same tokenizer"),
+    TechniqueChoice("curate", "Curate (best-of-K data)",
+                    "sample K answers per prompt from your model and keep the best (SFT data) and the best against "
+                    "the worst (DPO pairs), scored by rewards; then train on them",
+                    "prompts, plus e.g. an answer column for the reward"),
 )  # fmt: skip
 
 
@@ -107,6 +119,9 @@ _DEMO = {
     "kto": DatasetChoice(str(DEMO_DATA / "kto.jsonl"), "bundled demo answers rated up or down (offline)"),
     "grpo": DatasetChoice(str(DEMO_DATA / "grpo.jsonl"), "bundled demo sums with answers (offline)"),
 }
+_DEMO["curate"] = _DEMO["grpo"]
+_DEMO["rloo"] = _DEMO["grpo"]
+_DEMO["distill"] = _DEMO["grpo"]
 _PAIRS = DatasetChoice("trl-lib/ultrafeedback_binarized", "62k chat preference pairs", eval_split="test")
 CURATED_DATASETS: dict[str, tuple[DatasetChoice, ...]] = {
     "sft": (
@@ -125,6 +140,9 @@ CURATED_DATASETS: dict[str, tuple[DatasetChoice, ...]] = {
                       columns=(("prompt", "question"),)),
     ),
 }  # fmt: skip
+CURATED_DATASETS["curate"] = CURATED_DATASETS["grpo"]  # prompts with answers, sampled and scored the same way
+CURATED_DATASETS["rloo"] = CURATED_DATASETS["grpo"]
+CURATED_DATASETS["distill"] = CURATED_DATASETS["grpo"]  # prompts: the teacher scores, the answers go unread
 
 
 def technique(name: str) -> TechniqueChoice:

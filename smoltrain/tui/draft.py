@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smoltrain.config.presets import PresetInfo, list_presets
+from smoltrain.config.techniques import FACTS
 from smoltrain.errors import SmoltrainError
 
 if TYPE_CHECKING:  # the schema loads when a draft is first validated, not before the home screen
@@ -80,7 +81,7 @@ class Draft:
         """The raw dict without empty sections, technique sections of other techniques left out."""
         raw = copy.deepcopy(self.raw)
         techniques = {s.get("technique") for s in raw.get("stages", [])} | {self.technique}
-        for name in ("sft", "reward", "dpo", "kto", "grpo"):
+        for name in FACTS:  # each technique's own section ([grpo], [curate], ...)
             if name not in techniques:
                 raw.pop(name, None)
         return {k: v for k, v in raw.items() if v not in ({}, [], None)}

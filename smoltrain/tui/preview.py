@@ -94,9 +94,11 @@ class Preview:
 def build_preview(draft_raw: dict[str, Any], measure_rows: int = MEASURE_ROWS) -> Preview:
     """Load, convert and tokenize the draft's data with its model's tokenizer. Raises SmoltrainError."""
     from smoltrain.config.schema import (
+        REWARDS_SECTIONS,
         DataSection,
         GrpoSection,
         ModelSection,
+        RewardFunction,
         SftSection,
         TrainSection,
     )
@@ -111,6 +113,9 @@ def build_preview(draft_raw: dict[str, Any], measure_rows: int = MEASURE_ROWS) -
     sft = SftSection.model_validate(draft_raw.get("sft", {}))
     model = ModelSection.model_validate(draft_raw["model"])
     rewards = GrpoSection.model_validate(draft_raw.get("grpo", {})).rewards
+    own = REWARDS_SECTIONS.get(train.technique, "grpo")
+    if own != "grpo":  # its own [[rloo.rewards]] / [[curate.rewards]] (curate's default: GRPO's, RunConfig.curate_rewards)
+        rewards = [RewardFunction.model_validate(r) for r in draft_raw.get(own, {}).get("rewards", [])] or rewards
     seen = inspect_data(data, train, sft, load_tokenizer(model), model=model.name_or_path, show=PREVIEW_ROWS,
                         rewards=rewards, rejected=True)  # fmt: skip
     prepared, report = seen.prepared, seen.prepared.report

@@ -81,9 +81,12 @@ def _markers(state: RunState) -> list[Marker]:
 
 
 _ANY, _KTO, _NOT_KTO = "any stage", "kto stages", "other stages"  # which stages' lines a panel shows
+_DISTILL = "distill stages"  # SFT and GRPO log entropy and lengths too; only distillation's are plotted
 
 
 def _shown(line: Line, which: str) -> bool:
+    if which == _DISTILL:
+        return _technique(line.stage) == "distill"
     return which == _ANY or (_technique(line.stage) == "kto") == (which == _KTO)
 
 
@@ -97,6 +100,8 @@ def panels(state: RunState) -> list[Panel]:
         ("loss", [("train", "train:loss"), ("eval", "eval:eval_loss")], _ANY),
         ("reward mean ± std", [("mean", "train:reward"), ("+std", "train:reward+std"), ("-std", "train:reward-std")], _ANY),
         ("reward per function", [(fn, f"train:rewards/{fn}/mean") for fn in reward_fns], _ANY),
+        # GRPO's groups and curate's prompts whose answers all scored alike: nothing to learn (or to pair) there.
+        ("share of prompts without spread", [("share", "train:frac_reward_zero_std")], _ANY),
         ("DPO margin", [("train", "train:rewards/margins"), ("eval", "eval:eval_rewards/margins")], _NOT_KTO),
         ("DPO accuracy", [("train", "train:rewards/accuracies"), ("eval", "eval:eval_rewards/accuracies")], _NOT_KTO),
         ("KTO margin (desirable - undesirable)", [("train", "train:rewards/margins"), ("eval", "eval:eval_rewards/margins")],
@@ -105,6 +110,12 @@ def panels(state: RunState) -> list[Panel]:
                          ("eval desirable", "eval:eval_rewards/chosen"), ("eval undesirable", "eval:eval_rewards/rejected")],
          _KTO),
         ("KTO KL", [("train", "train:kl"), ("eval", "eval:eval_kl")], _KTO),
+        # RLOO's (and GRPO's, where beta > 0) per-token KL to the reference: what the beta penalty holds back.
+        ("KL to the reference", [("train", "train:kl"), ("eval", "eval:eval_kl")], _NOT_KTO),
+        ("student entropy (per token)", [("train", "train:entropy"), ("eval", "eval:eval_entropy")], _DISTILL),
+        ("student answer length (tokens)", [("mean", "train:completions/mean_length"),
+                                            ("longest", "train:completions/max_length")], _DISTILL),
+        ("answers cut at max_completion_length", [("share", "train:completions/clipped_ratio")], _DISTILL),
         ("reward model accuracy", [("train", "train:accuracy"), ("eval", "eval:eval_accuracy")], _ANY),
         ("learning rate", [("lr", "train:learning_rate")], _ANY),
         ("grad norm", [("grad norm", "train:grad_norm")], _ANY),

@@ -367,3 +367,24 @@ async def test_gpu_figures_library_warnings_and_the_raw_worker_log(workdir):
         await pilot.pause()
         assert screen.query_one("#log-pane").display and not raw.display
     lock.release()
+
+
+async def test_a_curate_run_plots_its_reward_and_says_what_it_kept(workdir):
+    """A recorded `smoltrain curate` run (800 prompts x 8 answers from round 1's DPO model of the demo)."""
+    import shutil
+
+    run_dir = workdir / "runs" / "curate"
+    run_dir.mkdir(parents=True)
+    shutil.copy(DATA / "curate.events.jsonl", run_dir / "events.jsonl")
+    shutil.copy(DATA / "curate.config.toml", run_dir / "config.toml")
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.open_run(run_dir)
+        await pilot.pause(3 * POLL_S)
+        screen = app.screen
+        assert {"reward mean ± std", "reward per function", "share of prompts without spread"} <= set(screen.query_one(PlotGrid).titles)
+        samples = str(screen.query_one("#samples-text", Static).render())
+        assert "best" in samples and "worst" in samples
+        result = str(screen.query_one("#result-text", Static).render())
+        assert "curated 800 prompts x 8 answers" in result and "pairs (best vs worst): 734 kept, 66 dropped" in result
+        assert "LoRA adapter" not in result, "a curate run made data, not a model"

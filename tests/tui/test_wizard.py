@@ -41,6 +41,9 @@ async def _walk_to_review(pilot, technique: str) -> WizardScreen:
     await pilot.press("ctrl+n")  # -> settings
     await pilot.pause()
     assert screen.query_one(SchemaForm)  # the form is there
+    if technique == "distill":  # a teacher has no default: the demo model itself will do for a valid preset
+        screen.query_one("#field-distill-teacher", Input).value = str(DEMO_MODEL)
+        await pilot.pause()
     await pilot.press("ctrl+n")  # -> review
     await pilot.pause()
     return screen
@@ -61,7 +64,7 @@ async def test_wizard_makes_a_valid_preset(workdir, no_preview, technique):
     cfg = load_config(saved)
     assert cfg.train.technique == technique
     assert cfg.model.name_or_path == str(DEMO_MODEL)
-    assert cfg.data is not None and f"{technique}.jsonl" in cfg.data.path  # the demo data of that technique
+    assert cfg.data is not None and cfg.data.path == catalog.CURATED_DATASETS[technique][0].path  # its demo data
     if technique == "grpo":
         assert [r.name for r in cfg.grpo.rewards] == ["math_answer"]
 
@@ -106,6 +109,23 @@ async def test_settings_form_edits_the_preset_and_explains_bad_values(workdir, n
         assert tomllib.loads(screen.draft.to_toml())["train"]["learning_rate"] == 0.0003
 
 
+async def _refused_then_taken(pilot, screen, field_id: str, bad: str, good: str, explained: str) -> None:
+    """A bad value typed into a settings field is explained under it and keeps the wizard on the form;
+    a good one moves it on to the review."""
+    field = screen.query_one(f"#field-{field_id}", Input)
+    field.value = bad
+    await pilot.pause()
+    assert explained in str(screen.query_one(f"#help-{field_id}", Static).render())
+    await pilot.press("ctrl+n")
+    await pilot.pause()
+    assert screen.index == 3  # refused: still on the form
+    field.value = good
+    await pilot.pause()
+    await pilot.press("ctrl+n")
+    await pilot.pause()
+    assert screen.index == 4
+
+
 async def test_the_gpus_field_refuses_zero_and_saves_the_count_the_runner_launches(workdir, no_preview):
     """The app's way to --gpus N: the settings form's distributed.gpus lands in the preset, and the runner
     reads it back from the run's config.toml as the number of processes to launch."""
@@ -114,18 +134,7 @@ async def test_the_gpus_field_refuses_zero_and_saves_the_count_the_runner_launch
     app = SmoltrainApp(runs_dir="runs")
     async with app.run_test(size=(100, 40)) as pilot:
         screen = await _at_settings(app, pilot)
-        field = screen.query_one("#field-distributed-gpus", Input)
-        field.value = "0"
-        await pilot.pause()
-        assert "greater than or equal to 1" in str(screen.query_one("#help-distributed-gpus", Static).render())
-        await pilot.press("ctrl+n")
-        await pilot.pause()
-        assert screen.index == 3  # refused: still on the form
-        field.value = "2"
-        await pilot.pause()
-        await pilot.press("ctrl+n")
-        await pilot.pause()
-        assert screen.index == 4
+        await _refused_then_taken(pilot, screen, "distributed-gpus", "0", "2", "greater than or equal to 1")
         text = screen.draft.to_toml()
         assert tomllib.loads(text)["distributed"]["gpus"] == 2
         run_dir = runner.create_run_dir(screen.draft.validate(), "two-gpus")
@@ -309,3 +318,23 @@ async def test_the_memory_meter_says_its_figure_is_per_gpu_for_a_two_gpu_run(wor
                 break
         shown = str(meter.render())
         assert "of 12 GiB: fits" in shown and "per GPU, 2 GPUs, ddp" in shown, shown
+
+
+async def test_curate_asks_for_sampling_settings_not_training_ones_and_refuses_one_sample(workdir, no_preview):
+    app = SmoltrainApp(runs_dir="runs")
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("n", "ctrl+n")
+        await pilot.pause()
+        curate = app.screen.query_one("#technique-list", OptionList).get_option("curate")
+        assert "best" in str(curate.prompt) and "DPO pairs" in str(curate.prompt)
+        for _ in range(TECHNIQUES.index("curate")):
+            await pilot.press("down")
+        await pilot.press("ctrl+n", "ctrl+n")  # -> dataset (the demo sums), -> settings
+        await pilot.pause()
+        screen = app.screen
+        form = screen.query_one(SchemaForm)
+        assert {"curate.samples", "curate.min_score", "curate.min_margin"} <= set(form.fields)
+        assert "train.learning_rate" not in form.fields  # it trains nothing
+        await _refused_then_taken(pilot, screen, "curate-samples", "1", "4", "greater than or equal to 2")
+        saved = tomllib.loads(screen.draft.to_toml())
+        assert saved["curate"]["samples"] == 4 and saved["curate"]["rewards"][0]["name"] == "math_answer"

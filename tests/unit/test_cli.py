@@ -64,3 +64,10 @@ def test_toml_syntax_error_exits_2(tmp_path):
 def test_wrong_type_in_run_exits_2_before_training(tmp_path):
     result = smoltrain("run", "demo-sft", "--set", "train.max_steps=lots")
     assert result.returncode == 2 and "train.max_steps" in result.stderr
+
+
+def test_curate_a_preset_without_a_reward_exits_2_naming_what_to_add(capsys, tmp_path):
+    assert main(["curate", "demo-sft", "--set", f"output_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "(stage sft): curate needs a reward to choose the best answer" in err and "[[curate.rewards]]" in err
+    assert "Traceback" not in err and not any(tmp_path.iterdir())  # refused before a run folder is made

@@ -18,6 +18,8 @@ SAMPLES = [
     ev.Warning(message="loss is nan", hint="lower the learning rate", step=4),
     ev.Warning(message="trl: All reward functions returned None", source="library"),
     ev.EvalResult(subject="dpo", path="/r/eval/dpo.json", scores={"math · math_answer": 0.76, "judge · math vs sft": 0.55}),
+    ev.Curated(stage=1, prompts=320, samples=8, scores={"mean": 0.4, "min": 0.0, "p25": 0.0, "median": 0.0, "p75": 1.0,
+               "max": 1.0}, sft_rows=300, below_min_score=20, pairs=250, no_spread=70, below_margin=0, folder="/r/c"),
     ev.StageFinished(stage=0, technique="sft", step=10, output_dir="/r/final"),
     ev.RunFinished(status="completed", step=10, final_dir="/r/final", duration_s=3.2),
     ev.RunFinished(status="stopped", step=4, final_dir=None, duration_s=1.0),  # stopped at once: nothing saved

@@ -125,3 +125,13 @@ def test_a_stopped_stage_says_stopped_not_done():
 def test_library_warnings_are_printed_as_such():
     text = render([ev.Warning(message="trl: All reward functions returned None", source="library")], tty=False)
     assert text == "library warning: trl: All reward functions returned None\n"
+
+
+def test_a_curate_stage_says_what_it_kept_and_why_the_rest_was_dropped():
+    curated = ev.Curated(stage=1, prompts=320, samples=8, folder="/r/stages/round-1-curate/curated",
+                         scores={"mean": 0.41, "min": 0.0, "p25": 0.0, "median": 0.5, "p75": 1.0, "max": 1.0},
+                         sft_rows=250, below_min_score=70, pairs=269, no_spread=51, below_margin=0)  # fmt: skip
+    text = render([curated], tty=False)
+    assert "curated 320 prompts x 8 answers; scores mean 0.41 (min 0, p25 0, median 0.5, p75 1, max 1)" in text
+    assert "best-of-8 SFT rows: 250 kept, 70 below curate.min_score" in text
+    assert "pairs (best vs worst): 269 kept, 51 dropped without spread" in text and "/r/stages/round-1-curate/curated" in text

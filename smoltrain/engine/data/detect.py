@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from smoltrain.config.techniques import facts
 from smoltrain.errors import DataError
 
 
@@ -68,6 +69,9 @@ TECHNIQUE_SHAPES: dict[str, tuple[str, ...]] = {
     "kto": ("unpaired", "prompt_completion", "preference", "preference_implicit"),
     "grpo": ("prompt_completion", "prompt_only", "messages", "sharegpt", "instruction"),
 }
+TECHNIQUE_SHAPES["curate"] = TECHNIQUE_SHAPES["grpo"]  # prompts to sample answers for, with the columns rewards read
+TECHNIQUE_SHAPES["distill"] = TECHNIQUE_SHAPES["grpo"]  # prompts the student answers and the teacher scores
+TECHNIQUE_SHAPES["rloo"] = TECHNIQUE_SHAPES["grpo"]  # prompts to sample groups for, with the columns rewards read
 
 # What a technique needs, in words, for "dpo needs preference pairs, as one of: ...".
 TECHNIQUE_NEEDS: dict[str, str] = {
@@ -76,6 +80,9 @@ TECHNIQUE_NEEDS: dict[str, str] = {
     "dpo": "preference pairs",
     "kto": "answers labelled desirable or not (or preference pairs)",
     "grpo": "prompts",
+    "curate": "prompts",
+    "distill": "prompts",
+    "rloo": "prompts",
 }
 
 _MAPPING_EXAMPLE: dict[str, str] = {
@@ -84,6 +91,9 @@ _MAPPING_EXAMPLE: dict[str, str] = {
     "dpo": 'prompt = "question", chosen = "good", rejected = "bad"',
     "kto": 'prompt = "question", completion = "answer", label = "thumbs_up"',
     "grpo": 'prompt = "question"',
+    "curate": 'prompt = "question"',
+    "distill": 'prompt = "question"',
+    "rloo": 'prompt = "question"',
 }
 
 _PREFERENCE = ("preference", "preference_implicit", "hh_rlhf")
@@ -103,6 +113,9 @@ TRL_FORMAT: dict[str, dict[str, str]] = {
     # KTOTrainer takes unpaired rows; pairs are unpaired by smoltrain (chosen: desirable, rejected: not).
     "kto": dict.fromkeys(("unpaired", "prompt_completion", *_PREFERENCE), "unpaired"),
     "grpo": dict.fromkeys(TECHNIQUE_SHAPES["grpo"], "prompt_only"),
+    "curate": dict.fromkeys(TECHNIQUE_SHAPES["curate"], "prompt_only"),
+    "distill": dict.fromkeys(TECHNIQUE_SHAPES["distill"], "prompt_only"),
+    "rloo": dict.fromkeys(TECHNIQUE_SHAPES["rloo"], "prompt_only"),
 }
 
 # Names a GRPO row gets whatever its source; a passed-through column may not take them.
@@ -203,9 +216,9 @@ def _detected(
     shape: str, names: dict[str, str], first_row: Mapping[str, Any] | None, technique: str, columns: Sequence[str]
 ) -> Detected:
     shape, fields, conversational = _refine(shape, names, first_row or {})
-    if technique != "grpo":
+    if not facts(technique).prompts_only:
         return Detected(shape, fields, TRL_FORMAT[technique][shape], conversational)
-    # GRPO: chats become prompts of turns; an "answer" column (of any source) is the reference the
+    # GRPO (and the other techniques that sample their own answers): chats become prompts of turns; an "answer" column (of any source) is the reference the
     # reward functions compare with, and every other column goes along for them unchanged.
     if "answer" in names:
         fields["answer"] = names["answer"]

@@ -32,6 +32,7 @@ from smoltrain.config.schema import (
     SftSection,
     TrainSection,
 )
+from smoltrain.config.techniques import facts
 from smoltrain.engine.data.prepare import PreparedData, _hold_out, _load_eval, prepare_datasets
 from smoltrain.engine.data.tokens import RowTokens
 from smoltrain.engine.techniques.rewards import columns_read
@@ -110,7 +111,7 @@ def inspect_data(
     seen = DataInspection(prepared, train.max_length, sft.packing and technique == "sft", _tokenizer=tokenizer)
     display = RowTokens(tokenizer, sft.loss_on) if technique != "sft" else None
     pairs = display if rejected and prepared.trl_format.startswith("preference") else None
-    answer_columns = sorted({column for _, _, column in columns_read(rewards)}) if technique == "grpo" else []
+    answer_columns = sorted({column for _, _, column in columns_read(rewards)}) if facts(technique).prompts_only else []
     for index, row in enumerate(prepared.train):
         if display is None:
             ids, mask = row["input_ids"], row["assistant_masks"]

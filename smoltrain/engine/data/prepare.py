@@ -9,8 +9,8 @@ turns folded where the template refuses or drops them, counted in the report; a 
 stops the run, named), and SFT rows are tokenized with the trained tokens marked (`input_ids`,
 `assistant_masks`). Without one (tests of the shapes alone), rows stay as converted.
 
-A folder's files must all hold one shape of rows. GRPO rows must have the columns the rewards read
-(`rewards=cfg.grpo.rewards`: math_answer and exact_match compare with an answer column), checked
+A folder's files must all hold one shape of rows. GRPO (and RLOO) rows must have the columns the rewards read
+(`rewards=cfg.technique_rewards`: math_answer and exact_match compare with an answer column), checked
 here rather than at the first scored batch, after the model has loaded.
 
 What each technique gets (prepared.trl_format, and the columns of its rows):
@@ -41,7 +41,8 @@ from typing import Any
 import datasets
 import pyarrow as pa
 
-from smoltrain.config.schema import DataSection, RewardFunction
+from smoltrain.config.schema import REWARDS_SECTIONS, DataSection, RewardFunction
+from smoltrain.config.techniques import facts
 from smoltrain.engine.data.convert import (
     Converter,
     RowInvalid,
@@ -130,16 +131,17 @@ def prepare_datasets(
     rewards: Sequence[RewardFunction] = (),
 ) -> PreparedData:
     """Load, check and convert `data` for `technique`, fitted to `tokenizer`'s chat template when given
-    (SFT: tokenized, `loss_on` marking the trained tokens); hold out eval rows. GRPO: the rows must have
-    the columns `rewards` (grpo.rewards) read. Raises DataError on bad data."""
+    (SFT: tokenized, `loss_on` marking the trained tokens); hold out eval rows. GRPO, RLOO: the rows must have
+    the columns `rewards` (RunConfig.technique_rewards) read. Raises DataError on bad data."""
+    assert data.path is not None, "data.curated is read from the curate stage's folder (engine/run.py)"
     loaded = load_split(data.path, data.config, data.split, data.max_rows)
     detected = _detect(loaded, data, technique, data.format)
     step = None
     if tokenizer is not None:
         step = TemplateStep(tokenizer, detected, technique=technique, loss_on=loss_on, text=data.template, model=model)
     train, report = _convert(loaded, detected, step)
-    if technique == "grpo":
-        _check_reward_columns(train, rewards, loaded.source)
+    if facts(technique).prompts_only:
+        _check_reward_columns(train, rewards, loaded.source, f"{REWARDS_SECTIONS.get(technique, 'grpo')}.rewards")
 
     eval_ds: datasets.Dataset | None = None
     eval_report: DataReport | None = None
@@ -176,10 +178,10 @@ def prepare_datasets(
     )
 
 
-def _check_reward_columns(train: datasets.Dataset, rewards: Sequence[RewardFunction], source: str) -> None:
+def _check_reward_columns(train: datasets.Dataset, rewards: Sequence[RewardFunction], source: str, where: str) -> None:
     """A reward that compares with the right answer needs the column holding it. Missing, the run would
-    fail at its first scored batch, after the model loaded; here it fails in seconds."""
-    missing = [(key, name, column) for key, name, column in columns_read(rewards) if column not in train.column_names]
+    fail at its first scored batch, after the model loaded; here it fails in seconds. `where`: the rewards' table."""
+    missing = [(key, name, column) for key, name, column in columns_read(rewards, where) if column not in train.column_names]
     if not missing:
         return
     key, name, column = missing[0]
@@ -196,7 +198,7 @@ def _load_eval(data: DataSection) -> LoadedData:
     """data.eval_split: a split of the same hub dataset, a slice of the same local file ("train[95%:]"),
     or, next to a local training file, the path of another local file."""
     split = data.eval_split
-    assert split is not None
+    assert split is not None and data.path is not None
     # max_rows caps eval too: a quick first try should not evaluate on a 10,000-row split.
     if is_local(data.path) and not is_split_spec(split):
         return load_split(split, None, "train", data.max_rows)

@@ -58,9 +58,11 @@ class Subject:
 def subjects(cfg: RunConfig, stage_names: list[str], section: EvalSection) -> list[Subject]:
     """Base (if asked), then the evaluated stages in pipeline order."""
     from smoltrain.config.load import stage_configs
+    from smoltrain.config.pipeline import expand_names
 
     stages = stage_configs(cfg)
-    chosen = section.stages if section.stages is not None else [n for n, c in stages if facts(c.train.technique).policy]
+    chosen = expand_names(section.stages, cfg) if section.stages is not None else \
+        [n for n, c in stages if facts(c.train.technique).policy]
     out = [Subject("base", "base", 0)] if section.base else []
     for i, (name, stage) in enumerate(stages):
         if name in chosen and name in stage_names:
@@ -234,12 +236,12 @@ def load_subject(run: RunDir, cfg: RunConfig, subject: Subject) -> tuple[Any, An
 
 
 def run_defaults(run: RunDir, cfg: RunConfig, section: EvalSection) -> tuple[list[RewardFunction], Callable[[str], Path], Path | None]:
-    """A run's default rewards (its first GRPO stage's), how its reward models are found, and the judge's folder."""
+    """A run's default rewards (its first GRPO or RLOO stage's), how its reward models are found, and the judge's folder."""
     from smoltrain.config.load import stage_configs
 
     stages = stage_configs(cfg)
-    grpo = [c for _, c in stages if c.train.technique == "grpo"]
-    rewards = list(grpo[0].grpo.rewards) if grpo else list(cfg.grpo.rewards)
+    sampling = [c.group_sampling for _, c in stages if c.group_sampling is not None]  # GRPO's or RLOO's
+    rewards = list(sampling[0].rewards) if sampling else list(cfg.grpo.rewards)
     reward_stages = {n: run.stage(n if cfg.stages else None).final for n, c in stages if not facts(c.train.technique).policy}
 
     def resolve(ref: str) -> Path:

@@ -3,7 +3,7 @@
 Each technique module builds its own TRL config class from `training_kwargs(...)` plus its own
 options, so the train section means the same thing for SFT, reward modelling, DPO, KTO and GRPO.
 DPO and KTO also share how their trainer is given the model, its reference and the data
-(`with_reference_adapters_off`).
+(`with_reference_adapters_off`); GRPO and RLOO their sampling, rewards and sample log (`group_sampling_kwargs`).
 
 Runs in the worker. Never imports textual.
 """
@@ -18,9 +18,11 @@ from typing import Any
 import torch
 
 from smoltrain.config.schema import RunConfig
+from smoltrain.engine.callbacks import SampleCallback
 from smoltrain.engine.data import PreparedData
 from smoltrain.engine.events import Emit
 from smoltrain.engine.model import LoadedModel
+from smoltrain.engine.techniques.rewards import build_reward_functions
 
 
 @dataclass
@@ -95,3 +97,33 @@ def with_reference_adapters_off(loaded: LoadedModel, data: PreparedData, ctx: St
         "processing_class": loaded.tokenizer,
         "callbacks": ctx.callbacks,
     }
+
+
+def group_sampling_kwargs(cfg: RunConfig, loaded: LoadedModel, data: PreparedData,
+                          ctx: StageContext) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """What GRPO and RLOO share (their [grpo] / [rloo] section, RunConfig.group_sampling): the TRL config's
+    kwargs (training, sampling, reward weights) and the trainer's (model, rewards, data, callbacks, with the
+    SampleCallback that shows the best and worst completion). Each adds its own options."""
+    section, name = cfg.group_sampling, cfg.train.technique
+    assert section is not None, f"{name} samples no groups"
+    rewards = build_reward_functions(section.rewards, resolve_model=ctx.resolve_model, device=loaded.device,
+                                     emit=ctx.emit, key=f"{name}.rewards")  # fmt: skip
+    args = training_kwargs(cfg, loaded, ctx, has_eval=data.eval is not None)
+    # Every prompt's group must sit in one eval batch too.
+    args["per_device_eval_batch_size"] = section.num_generations
+    args.update(num_generations=section.num_generations, max_completion_length=section.max_completion_length,
+                temperature=section.temperature, beta=section.beta, reward_weights=rewards.weights)  # fmt: skip
+    trainer = {
+        "model": loaded.model,
+        "reward_funcs": rewards.functions,
+        "train_dataset": data.train,
+        "eval_dataset": data.eval,
+        "processing_class": loaded.tokenizer,
+        "callbacks": [*ctx.callbacks, SampleCallback(ctx.emit, rewards, stage=ctx.stage)],
+    }
+    return args, trainer
+
+
+def rewards_in_words(cfg: RunConfig) -> str:
+    """The rewards a GRPO or RLOO stage scores with, for run_started: "math_answer x1, reward_model x0.05"."""
+    return ", ".join(f"{r.name} x{r.weight:g}" for r in cfg.technique_rewards)

@@ -21,6 +21,7 @@ import json
 import math
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -125,21 +126,37 @@ MAX_LENGTH = 1024  # tokens scored per prompt + completion; GRPO completions are
 BATCH_SIZE = 8  # sequences per forward pass: GRPO scores a whole generation batch at once
 
 
-def model_folder(folder: Path, where: str, key: str = "model") -> tuple[Path, dict[str, Any] | None]:
+@dataclass(frozen=True)
+class ModelKind:
+    """What a folder named in a preset must hold: its adapter's task_type, its architecture's suffix."""
+
+    task_type: str
+    architecture: str
+    what: str  # "a reward model"
+    hint: str  # where such a model comes from
+
+
+REWARD_MODEL = ModelKind("SEQ_CLS", "ForSequenceClassification", "a reward model",
+                         "point it at the output of a reward stage (train.technique = 'reward')")  # fmt: skip
+LANGUAGE_MODEL = ModelKind("CAUSAL_LM", "ForCausalLM", "a language model",
+                           "point it at a policy run's folder (sft, dpo, grpo, ...) or a model folder")  # fmt: skip
+
+
+def model_folder(
+    folder: Path, where: str, key: str = "model", kind: ModelKind = REWARD_MODEL
+) -> tuple[Path, dict[str, Any] | None]:
     """The folder holding the model, and its adapter config when it is a PEFT adapter."""
     if not folder.is_dir():
-        raise ConfigError(f"{where}.{key}: no such folder: {folder}", hint="name a reward stage's run folder")
+        raise ConfigError(f"{where}.{key}: no such folder: {folder}", hint=kind.hint)
     holds_model = (folder / "adapter_config.json").is_file() or (folder / "config.json").is_file()
     if not holds_model and (folder / "final").is_dir():
         folder = folder / "final"  # a run directory: its result lives in final/
     adapter_config = folder / "adapter_config.json"
     if adapter_config.is_file():
         adapter = json.loads(adapter_config.read_text())
-        if adapter.get("task_type") != "SEQ_CLS":
-            raise ConfigError(
-                f"{where}.{key}: {folder} holds a {adapter.get('task_type')} adapter, not a reward model",
-                hint="point it at the output of a reward stage (train.technique = 'reward')",
-            )
+        if adapter.get("task_type") != kind.task_type:
+            raise ConfigError(f"{where}.{key}: {folder} holds a {adapter.get('task_type')} adapter, not {kind.what}",
+                              hint=kind.hint)  # fmt: skip
         base = adapter.get("base_model_name_or_path")
         # A missing local base would otherwise be looked up on the hub as a model id, with retries.
         if not base or (base.startswith(("/", ".", "~")) and not Path(base).expanduser().is_dir()):
@@ -151,14 +168,11 @@ def model_folder(folder: Path, where: str, key: str = "model") -> tuple[Path, di
         return folder, adapter
     config = folder / "config.json"
     if not config.is_file():
-        raise ConfigError(f"{where}.{key}: {folder} holds neither adapter_config.json nor config.json",
-                          hint="point it at the output of a reward stage (train.technique = 'reward')")  # fmt: skip
+        raise ConfigError(f"{where}.{key}: {folder} holds neither adapter_config.json nor config.json", hint=kind.hint)
     architectures = json.loads(config.read_text()).get("architectures") or []
-    if not any(a.endswith("ForSequenceClassification") for a in architectures):
-        raise ConfigError(
-            f"{where}.{key}: {folder} is a {', '.join(architectures) or 'model'}, not a sequence-classification model",
-            hint="point it at the output of a reward stage (train.technique = 'reward')",
-        )
+    if not any(a.endswith(kind.architecture) for a in architectures):
+        raise ConfigError(f"{where}.{key}: {folder} is a {', '.join(architectures) or 'model'}, not {kind.what}",
+                          hint=kind.hint)  # fmt: skip
     _require_safetensors(folder, where, key)
     return folder, None
 

@@ -1,4 +1,5 @@
-"""GRPO reward functions: [[grpo.rewards]] specs -> callables in the shape TRL's GRPOTrainer calls.
+"""GRPO and RLOO reward functions: [[grpo.rewards]] / [[rloo.rewards]] specs -> callables in the shape
+TRL's GRPOTrainer and RLOOTrainer call (the same for both).
 
 TRL 1.16 calls every reward function as `f(prompts=..., completions=..., completion_ids=..., **kw)`,
 where `kw` holds each extra dataset column (one value per completion) plus `trainer_state`,
@@ -328,29 +329,31 @@ class RewardSet:
         return samples
 
 
-def columns_read(specs: Sequence[RewardFunction]) -> list[tuple[str, str, str]]:
+def columns_read(specs: Sequence[RewardFunction], key: str = "grpo.rewards") -> list[tuple[str, str, str]]:
     """(config key, reward name, dataset column) for each reward that reads a column of the prompt rows:
     the data is checked for them when it is prepared, before a model loads (prepare.py). A python reward
-    may read any column; only its own code knows which, so it is not listed."""
+    may read any column; only its own code knows which, so it is not listed. `key`: where the specs sit."""
     return [
-        (f"grpo.rewards[{i}]", spec.name, spec.answer_column)
+        (f"{key}[{i}]", spec.name, spec.answer_column)
         for i, spec in enumerate(specs)
         if spec.name in ("exact_match", "math_answer")
     ]
 
 
 def build_reward_functions(
-    specs: Sequence[RewardFunction], *, resolve_model: Callable[[str], Path], device: str, emit: Emit | None = None
+    specs: Sequence[RewardFunction], *, resolve_model: Callable[[str], Path], device: str, emit: Emit | None = None,
+    key: str = "grpo.rewards",
 ) -> RewardSet:
-    """Build every reward now, so a bad pattern, file or model fails before training starts.
+    """Build every reward now, so a bad pattern, file or model fails before training starts; messages name
+    each as `key`[i] (the config table the specs came from).
 
     A reward_model is loaded here too (not lazily on the first batch) for the same reason.
     """
     reward_set = RewardSet(functions=[], weights=[], names=[], emit=emit)
     for i, spec in enumerate(specs):
-        name, fn = _build_one(spec, f"grpo.rewards[{i}]", resolve_model, device)
+        name, fn = _build_one(spec, f"{key}[{i}]", resolve_model, device)
         name = _unique(name, reward_set.names)
-        reward_set.wheres[name] = f"grpo.rewards[{i}]"
+        reward_set.wheres[name] = f"{key}[{i}]"
         reward_set.functions.append(_Recorded(reward_set, name, fn))
         reward_set.weights.append(float(spec.weight))
         reward_set.names.append(name)

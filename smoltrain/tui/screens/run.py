@@ -24,6 +24,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -46,7 +47,7 @@ from smoltrain.engine.events import EvalResult, RunFailed, Sample, Warning
 from smoltrain.errors import SmoltrainError
 from smoltrain.headless import Printer
 from smoltrain.rundir import EventReader, LineReader, RunDir, running_worker
-from smoltrain.runstate import RunState, format_duration
+from smoltrain.runstate import RunState, curated_lines, format_duration
 from smoltrain.tui.runs import display_path
 from smoltrain.tui.screens.dialogs import ChoiceDialog
 from smoltrain.tui.series import panels
@@ -298,7 +299,9 @@ class RunScreen(Screen[None]):
                              f"{format_duration(done.duration_s)}; the last complete checkpoint is at step {done.step}.")  # fmt: skip
             else:
                 lines.append(f"[b green]{verb}[/] at step {done.step} after {format_duration(done.duration_s)}.")
-            if done.final_dir:
+            for curated in state.curated.values():
+                lines += [escape(line) for line in curated_lines(curated)]
+            if done.final_dir and state.technique != "curate":
                 lines += [f"Your model (LoRA adapter + tokenizer): [b]{done.final_dir}[/]",
                           f"Load it:  peft.{state.auto_class()}.from_pretrained({done.final_dir!r})"]  # fmt: skip
             if done.status == "stopped":

@@ -17,6 +17,7 @@ from textual.app import ComposeResult
 from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
+from smoltrain.config.schema import REWARDS_SECTIONS
 from smoltrain.pastrun import origin_model
 from smoltrain.rundir import RunDir
 from smoltrain.tui.catalog import (
@@ -37,6 +38,9 @@ TECHNIQUE_DEFAULTS: dict[str, dict[str, Any]] = {
     "dpo": {"train.learning_rate": 5e-6},
     "kto": {"train.learning_rate": 5e-6},
     "grpo": {"train.learning_rate": 2e-5, "train.micro_batch_size": 8, "train.grad_accum": 1, "grpo.num_generations": 8},
+    "rloo": {"train.learning_rate": 2e-5, "train.micro_batch_size": 8, "train.grad_accum": 1, "rloo.num_generations": 8},
+    "curate": {"curate.samples": 8, "curate.temperature": 1.0},
+    "distill": {"train.learning_rate": 1e-4, "distill.beta": 1.0, "distill.temperature": 1.0},
 }
 # The tiny demo model learns in a minute only with big steps and short sequences (see presets/demo-*.toml).
 DEMO_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -45,7 +49,13 @@ DEMO_DEFAULTS: dict[str, dict[str, Any]] = {
     "dpo": {"train.learning_rate": 5e-4, "train.max_steps": 60},
     "kto": {"train.learning_rate": 5e-4, "train.max_steps": 60},
     "grpo": {"train.learning_rate": 2e-4, "train.max_steps": 40, "train.micro_batch_size": 16, "grpo.max_completion_length": 24},
+    "rloo": {"train.learning_rate": 2e-4, "train.max_steps": 40, "train.micro_batch_size": 16, "rloo.max_completion_length": 24},
+    "curate": {"curate.max_completion_length": 24, "curate.batch_size": 128},
+    "distill": {"train.learning_rate": 4e-4, "train.max_steps": 40, "train.micro_batch_size": 16,
+                "distill.max_completion_length": 24},
 }
+# Where each technique that scores its own samples keeps its reward functions (the settings step's picker).
+REWARDS_SECTION = REWARDS_SECTIONS
 DEMO_COMMON = {"train.max_length": 128, "train.micro_batch_size": 8, "train.grad_accum": 1, "train.eval_steps": 20,
                "train.logging_steps": 5, "lora.rank": 16, "lora.alpha": 32}  # fmt: skip
 
@@ -141,11 +151,11 @@ def apply_technique(raw: dict[str, Any], technique: str) -> None:
     for dotted, value in values.items():
         section, key = dotted.split(".")
         raw.setdefault(section, {})[key] = value
-    if technique == "grpo" and not raw.get("grpo", {}).get("rewards"):
-        raw["grpo"]["rewards"] = [{"name": "math_answer", "weight": 1.0}]
+    if technique in REWARDS_SECTION and not raw.get(REWARDS_SECTION[technique], {}).get("rewards"):
+        raw.setdefault(REWARDS_SECTION[technique], {})["rewards"] = [{"name": "math_answer", "weight": 1.0}]
     data = raw.get("data") or {}
     # A demo dataset belongs to one technique: follow the switch, or the first step would fail on its shape.
     if not data.get("path") or any(data.get("path") == d.path for ds in CURATED_DATASETS.values() for d in ds[:1]):
         raw["data"] = CURATED_DATASETS[technique][0].data_section()
-        if technique == "grpo":
+        if technique in REWARDS_SECTION or technique == "distill":
             raw["data"]["eval_fraction"] = 0.0  # evaluating GRPO samples num_generations answers per prompt: slow

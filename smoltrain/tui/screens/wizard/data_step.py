@@ -232,6 +232,10 @@ _LEGENDS = {
                          "model's likelihood and pushes undesirable ones below it"),
     "grpo": Text.assemble("the prompt as the model sees it; GRPO samples completions from it during training and "
                           "grpo.rewards score them; ", ("cyan", "cyan"), ": the columns the rewards read"),
+    "rloo": Text.assemble("the prompt as the model sees it; RLOO samples completions from it during training and "
+                          "rloo.rewards score them; ", ("cyan", "cyan"), ": the columns the rewards read"),
+    "curate": Text.assemble("the prompt as the model sees it; curate samples curate.samples answers to it and its "
+                            "rewards score them; ", ("cyan", "cyan"), ": the columns the rewards read"),
 }  # fmt: skip
 
 

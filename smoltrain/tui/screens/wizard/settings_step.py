@@ -17,7 +17,9 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Static
 
+from smoltrain.config.techniques import facts
 from smoltrain.tui.draft import Draft
+from smoltrain.tui.screens.wizard.choose import REWARDS_SECTION
 from smoltrain.tui.screens.wizard.base import Step
 from smoltrain.tui.widgets.memory_meter import MemoryMeter
 from smoltrain.tui.widgets.reward_picker import RewardPicker
@@ -37,7 +39,13 @@ TECHNIQUE_FIELDS = {
     "dpo": ["dpo.beta", "dpo.loss_type"],
     "kto": ["kto.beta", "kto.desirable_weight", "kto.undesirable_weight"],
     "grpo": ["grpo.num_generations", "grpo.max_completion_length", "grpo.temperature", "grpo.beta", "grpo.loss_type"],
+    "rloo": ["rloo.num_generations", "rloo.max_completion_length", "rloo.temperature", "rloo.beta"],
+    "curate": ["curate.samples", "curate.temperature", "curate.max_completion_length", "curate.min_score",
+               "curate.min_margin", "curate.batch_size"],
+    "distill": ["distill.teacher", "distill.beta", "distill.temperature", "distill.max_completion_length"],
 }
+# A technique that trains nothing (curate) has none of the training knobs.
+SAMPLING_FIELDS = ["quantization.mode", "train.max_length", "train.seed", "train.logging_steps"]
 
 
 class SettingsStep(Step):
@@ -71,11 +79,13 @@ class SettingsStep(Step):
     async def _rebuild(self) -> None:
         holder = self.query_one("#settings-form", Vertical)
         await holder.remove_children()
-        fields = COMMON_FIELDS + TECHNIQUE_FIELDS[self.draft.technique]
+        technique = self.draft.technique
+        common = COMMON_FIELDS if facts(technique).trains else SAMPLING_FIELDS
+        fields = common + TECHNIQUE_FIELDS[technique]
         values = {key: self.draft.get(key) for key in fields if self.draft.get(key) is not None}
         widgets: list[Widget] = [SchemaForm(fields, values, id="form")]
-        if self.draft.technique == "grpo":
-            widgets.append(RewardPicker(self.draft.raw.get("grpo", {}).get("rewards", []), id="rewards"))
+        if technique in REWARDS_SECTION:
+            widgets.append(RewardPicker(self.draft.raw.get(REWARDS_SECTION[technique], {}).get("rewards", []), id="rewards"))
         await holder.mount_all(widgets)
         self._check()
 
@@ -84,7 +94,7 @@ class SettingsStep(Step):
         self._check_soon()
 
     def on_reward_picker_changed(self, event: RewardPicker.Changed) -> None:
-        self.draft.section("grpo")["rewards"] = event.rewards
+        self.draft.section(REWARDS_SECTION[self.draft.technique])["rewards"] = event.rewards
         self._check_soon()
 
     def fit(self) -> None:
