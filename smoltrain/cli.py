@@ -29,7 +29,8 @@ from smoltrain.ranks import rank, world_size
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smoltrain",
-        description="Post-train an LLM on your one GPU: QLoRA SFT, reward models, DPO and GRPO from TOML presets, "
+        description="Post-train an LLM on your one GPU: QLoRA SFT, reward models, DPO, KTO, GRPO, RLOO, distillation and "
+        "best-of-K curation from TOML presets, "
         "headless or in a terminal app (smoltrain with no command).",
         epilog="Start with `smoltrain demo` (offline, CPU, about four minutes), then `smoltrain presets`.",
     )
