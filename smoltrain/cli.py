@@ -19,6 +19,7 @@ on that path.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -364,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.render(), file=sys.stderr)
         return USER_ERROR_EXIT_CODE
     except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:  # `smoltrain validate ... | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python flushes stdout at exit
         return 0
     except Exception:
         if args.debug:

@@ -89,7 +89,7 @@ FACTS: dict[str, TechniqueFacts] = {
         "curate", policy=False, model_class="causal_lm", headline=("reward", "frac_reward_zero_std"), prompts_only=True,
         trains=False,
         next_step="Next: train on what it kept: a dpo (or sft) stage with data = { curated = \"<this stage>\" }, or "
-        "repeat curate -> dpo in [rounds]; read the best and worst answers below first.",
+        "repeat curate -> dpo in a [rounds] section; read the best and worst answers (Samples) first.",
     ),
 }  # fmt: skip
 

@@ -460,7 +460,7 @@ def _resolve_model(finished: dict[str, Path], ref: str) -> Path:
         if (candidate / "config.json").exists() or (candidate / "adapter_config.json").exists():
             return candidate
     raise ConfigError(
-        f"grpo.rewards: reward model {ref!r} is neither an earlier stage ({', '.join(finished) or 'none so far'}) "
+        f"reward_model: {ref!r} is neither an earlier stage ({', '.join(finished) or 'none so far'}) "
         "nor a folder with a trained model",
         hint="name a reward stage that runs before this one, or a run folder such as runs/my-rm",
     )

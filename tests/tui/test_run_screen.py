@@ -388,3 +388,5 @@ async def test_a_curate_run_plots_its_reward_and_says_what_it_kept(workdir):
         result = str(screen.query_one("#result-text", Static).render())
         assert "curated 800 prompts x 8 answers" in result and "pairs (best vs worst): 734 kept, 66 dropped" in result
         assert "LoRA adapter" not in result, "a curate run made data, not a model"
+        assert "in a [rounds] section" in result  # the next step's text, not eaten as markup
+        assert not screen.query_one("#exports").display

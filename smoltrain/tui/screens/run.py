@@ -306,8 +306,10 @@ class RunScreen(Screen[None]):
                           f"Load it:  peft.{state.auto_class()}.from_pretrained({done.final_dir!r})"]  # fmt: skip
             if done.status == "stopped":
                 lines.append(f"Carry on later:  smoltrain resume {self.run_dir}")
-            lines += [f"Run it again:  smoltrain run {RunDir(self.run_dir).config}", "", state.next_step()]
+            lines += [f"Run it again:  smoltrain run {RunDir(self.run_dir).config}", "", escape(state.next_step())]
         self.query_one("#result-text", Static).update("\n".join(lines))
+        # A curate run made data, not a model: nothing to export.
+        self.query_one(ExportPane).display = state.technique != "curate"
         if state.comparisons:
             self.query_one("#result-compare", Static).update(_comparison_table(state))
         if not self._live:
