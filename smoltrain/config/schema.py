@@ -565,6 +565,11 @@ class RunConfig(Section):
         return self.curate.rewards or self.grpo.rewards
 
     @property
+    def curate_rewards_key(self) -> str:
+        """Where curate_rewards come from, for messages that name a reward: curate.rewards or grpo.rewards."""
+        return "curate.rewards" if self.curate.rewards else "grpo.rewards"
+
+    @property
     def technique_rewards(self) -> list[RewardFunction]:
         """The reward functions this config's technique scores its samples with (the data must carry the
         columns they read): GRPO's, RLOO's, a curate stage's; none for a technique that samples nothing."""

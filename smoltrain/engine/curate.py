@@ -70,7 +70,8 @@ def curate(job: StageJob) -> tuple[int, bool]:
     prompts, columns = _prompts_and_columns(job)
     model, tokenizer = load_plain_model(cfg.model, cfg.quantization)
     device = str(model.device.type)
-    rewards = build_reward_functions(cfg.curate_rewards, resolve_model=job.resolve_model, device=device, emit=emit)
+    rewards = build_reward_functions(cfg.curate_rewards, resolve_model=job.resolve_model, device=device, emit=emit,
+                                     key=cfg.curate_rewards_key)  # fmt: skip
     active = {"curate": f"{spec.samples} answers per prompt at temperature {spec.temperature:g}, scored by "
                         + ", ".join(f"{n} x{w:g}" for n, w in zip(rewards.names, rewards.weights)),
               "kept": _kept_words(spec.min_score, spec.min_margin)}  # fmt: skip

@@ -54,3 +54,10 @@ def test_smoltrain_curate_takes_the_first_curate_stage_or_a_grpo_presets_prompts
     name, raw = curate_only(stage_configs(load_config(PRESETS_DIR / "grpo-qwen2.5-1.5b-gsm8k.toml")))
     cfg = validate_config(raw, "x")
     assert cfg.train.technique == "curate" and [r.name for r in cfg.curate_rewards] == [r.name for r in cfg.grpo.rewards]
+
+
+def test_a_curate_stage_names_the_table_its_rewards_come_from():
+    own = dict(stage_configs(load_config(PRESET)))["round-1-curate"]
+    assert own.curate_rewards_key == "curate.rewards" and [r.name for r in own.curate_rewards] == ["math_answer"]
+    borrowed = dict(stage_configs(load_config(PRESET, ["curate.rewards=[]", 'grpo.rewards=[{name = "json"}]'])))["round-1-curate"]
+    assert borrowed.curate_rewards_key == "grpo.rewards" and [r.name for r in borrowed.curate_rewards] == ["json"]
